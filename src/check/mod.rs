@@ -1,0 +1,135 @@
+//! The kinds of check, each a function from its spec to an [`Outcome`].
+
+pub mod script;
+pub mod tcp;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::cli::Config;
+
+/// One configured check.
+#[derive(Debug)]
+pub enum Check {
+    /// A TCP connection must open.
+    Tcp(tcp::TcpCheck),
+    /// A program must exit 0 in time.
+    Script(script::ScriptCheck),
+}
+
+/// Whether a check passed, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// The check passed.
+    Pass,
+    /// The check failed, for this reason (never script output or arguments).
+    Fail(String),
+}
+
+/// The result of running one check once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Passed or failed.
+    pub status: Status,
+    /// How long the check took.
+    pub duration: Duration,
+}
+
+impl Check {
+    /// The stable display name: `tcp 127.0.0.1:5432` or `script /path/to/program`.
+    pub fn name(&self) -> &str {
+        match self {
+            Check::Tcp(c) => &c.name,
+            Check::Script(c) => &c.name,
+        }
+    }
+
+    /// Runs the check once, within its own deadline.
+    pub fn run(&self) -> Outcome {
+        let start = Instant::now();
+        let result = match self {
+            Check::Tcp(c) => c.run(),
+            Check::Script(c) => c.run(),
+        };
+        Outcome {
+            status: match result {
+                Ok(()) => Status::Pass,
+                Err(reason) => Status::Fail(reason),
+            },
+            duration: start.elapsed(),
+        }
+    }
+}
+
+/// Every check the configuration asks for: ports first, then scripts, each in the order given.
+pub fn from_config(config: &Config) -> Vec<Check> {
+    let ports = config
+        .ports
+        .iter()
+        .map(|&p| Check::Tcp(tcp::TcpCheck::local(p, tcp::DEFAULT_TIMEOUT)));
+    let scripts = config
+        .scripts
+        .iter()
+        .map(|s| Check::Script(script::ScriptCheck::new(s.clone(), config.script_timeout)));
+    ports.chain(scripts).collect()
+}
+
+/// Describes an OS error the way a reason line wants it: lower case, no "(os error N)".
+pub fn describe(e: &io::Error) -> String {
+    use io::ErrorKind as K;
+    let s = match e.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset",
+        K::TimedOut | K::WouldBlock => "timed out",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkUnreachable => "network unreachable",
+        K::AddrNotAvailable => "address not available",
+        K::PermissionDenied => "permission denied",
+        K::NotFound => "not found",
+        _ => {
+            let full = e.to_string();
+            let cut = full
+                .find(" (os error")
+                .map_or(full.as_str(), |i| &full[..i]);
+            let mut out = cut.to_string();
+            if let Some(first) = out.get(..1) {
+                let lower = first.to_ascii_lowercase();
+                out.replace_range(..1, &lower);
+            }
+            return out;
+        }
+    };
+    s.to_string()
+}
+
+/// Formats a duration given in seconds for reasons: `5s`, `0.5s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_read_as_reasons() {
+        assert_eq!(
+            describe(&io::Error::from(io::ErrorKind::ConnectionRefused)),
+            "connection refused"
+        );
+        assert_eq!(
+            describe(&io::Error::from_raw_os_error(libc::ENOEXEC)),
+            "exec format error"
+        );
+        assert_eq!(
+            describe(&io::Error::from_raw_os_error(libc::EMFILE)),
+            "too many open files"
+        );
+    }
+
+    #[test]
+    fn seconds_are_short() {
+        assert_eq!(seconds(Duration::from_secs(5)), "5s");
+        assert_eq!(seconds(Duration::from_millis(500)), "0.5s");
+    }
+}

@@ -1,0 +1,629 @@
+//! Options: the table of every option, parsing with lexopt, validation, and the `--help` text.
+//!
+//! Parsing has two steps so that other sources of settings can share the second: the command
+//! line becomes a list of `(option, value)` pairs, and [`build`] validates such a list into a
+//! [`Config`]. Every message quotes the option and the offending value.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use log::LevelFilter;
+
+use crate::words;
+
+/// The longest timeout accepted, in seconds: a day is already far past any probe's patience,
+/// and the bound keeps `Duration::from_secs_f64` away from overflow.
+const MAX_SECONDS: f64 = 86_400.0;
+/// Most check workers: each may hold a thread per check, so the bound caps threads.
+const MAX_WORKERS: usize = 1024;
+/// Most connections served at once: each costs one thread with a small stack.
+const MAX_CONNECTIONS: usize = 65_535;
+
+/// One option of the table: its name, what its value looks like, and its line in `--help`.
+pub struct Opt {
+    /// Long name without the dashes.
+    pub name: &'static str,
+    /// Short letter, if any.
+    pub short: Option<char>,
+    /// Placeholder for the value in `--help`; `None` for a flag.
+    pub value: Option<&'static str>,
+    /// Text of its `--help` line.
+    pub help: &'static str,
+}
+
+/// Every option, in the order `--help` lists them.
+pub const OPTIONS: &[Opt] = &[
+    Opt {
+        name: "port",
+        short: None,
+        value: Some("PORT"),
+        help: "Check that a TCP connection to 127.0.0.1:PORT opens within 5 s.\n\
+               Repeatable.",
+    },
+    Opt {
+        name: "script",
+        short: None,
+        value: Some("\"PROGRAM ARGS...\""),
+        help: "Run PROGRAM (no shell; words split like sh, PATH searched) and\n\
+               pass when it exits 0 within --script-timeout. Repeatable.",
+    },
+    Opt {
+        name: "script-timeout",
+        short: None,
+        value: Some("SECONDS"),
+        help: "Kill a script's whole process group after SECONDS and fail it.\n\
+               Fractions allowed. [default: 5]",
+    },
+    Opt {
+        name: "singleflight",
+        short: None,
+        value: None,
+        help: "Requests that arrive while checks are running share that run's\n\
+               result instead of starting their own.",
+    },
+    Opt {
+        name: "listener",
+        short: None,
+        value: Some("ADDR:PORT"),
+        help: "Address to serve HTTP on; [::]:PORT for IPv6, a bare PORT means\n\
+               0.0.0.0:PORT, port 0 lets the kernel pick. [default: 0.0.0.0:5000]",
+    },
+    Opt {
+        name: "log-level",
+        short: None,
+        value: Some("LEVEL"),
+        help: "panic, fatal, error, warning, info, debug or trace. Without it,\n\
+               RUST_LOG is honoured. [default: info]",
+    },
+    Opt {
+        name: "workers",
+        short: None,
+        value: Some("N"),
+        help: "How many check runs may proceed at once, 1-1024. [default: 8]",
+    },
+    Opt {
+        name: "max-connections",
+        short: None,
+        value: Some("N"),
+        help: "Most HTTP connections served at once, 1-65535; when all are taken\n\
+               the one idle the longest is closed. [default: 256]",
+    },
+    Opt {
+        name: "help",
+        short: Some('h'),
+        value: None,
+        help: "Print this help and exit.",
+    },
+    Opt {
+        name: "version",
+        short: Some('v'),
+        value: None,
+        help: "Print the version and exit.",
+    },
+];
+
+fn find(name: &str) -> Option<&'static Opt> {
+    OPTIONS.iter().find(|o| o.name == name)
+}
+
+/// What the program was asked to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Serve health checks with this configuration.
+    Run(Config),
+    /// Print `--help`.
+    Help,
+    /// Print `--version`.
+    Version,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Ports checked on 127.0.0.1, in the order given.
+    pub ports: Vec<u16>,
+    /// Scripts, in the order given.
+    pub scripts: Vec<Script>,
+    /// Deadline of one script.
+    pub script_timeout: Duration,
+    /// Whether concurrent requests share one run.
+    pub singleflight: bool,
+    /// Where to listen.
+    pub listener: SocketAddr,
+    /// The log level asked for, or `None` to honour `RUST_LOG`.
+    pub log_level: Option<LevelFilter>,
+    /// How many check runs may proceed at once.
+    pub workers: usize,
+    /// How many connections are served at once.
+    pub max_connections: usize,
+}
+
+/// A `--script` value split into its program and arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// The program as written: a path, or a name looked up in PATH.
+    pub program: String,
+    /// Its arguments, never shown in a response or a log line (they may hold secrets).
+    pub args: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ports: Vec::new(),
+            scripts: Vec::new(),
+            script_timeout: Duration::from_secs(5),
+            singleflight: false,
+            // As the reference tool documents it.
+            listener: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 5000)),
+            log_level: None,
+            workers: 8,
+            max_connections: 256,
+        }
+    }
+}
+
+/// A usage error: printed as one line, then the program exits with status 2.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UsageError {
+    /// An option's value does not fit: the option, the value as given, and why.
+    Invalid {
+        option: &'static str,
+        value: String,
+        cause: String,
+    },
+    /// An option nobody knows.
+    Unknown(String),
+    /// An option given without its value.
+    MissingValue(&'static str),
+    /// A word that is not an option.
+    Unexpected(String),
+    /// Everything parsed, but there is nothing to check.
+    NoChecks,
+    /// No arguments at all: the caller prints the usage.
+    NoArguments,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::Invalid {
+                option,
+                value,
+                cause,
+            } => write!(f, "invalid value {value:?} for --{option}: {cause}"),
+            UsageError::Unknown(o) => write!(f, "unknown option {o:?}"),
+            UsageError::MissingValue(o) => write!(f, "missing value for --{o}"),
+            UsageError::Unexpected(v) => write!(f, "unexpected argument {v:?}"),
+            UsageError::NoChecks => f.write_str("at least one --port or --script is required"),
+            UsageError::NoArguments => f.write_str("no arguments given"),
+        }
+    }
+}
+
+/// Parses the command line (without the program name).
+pub fn parse_args<I>(args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut settings: Vec<(&'static Opt, String)> = Vec::new();
+    let mut any = false;
+    loop {
+        let arg = match parser.next() {
+            Ok(Some(arg)) => arg,
+            Ok(None) => break,
+            Err(e) => return Err(lexopt_error(e)),
+        };
+        any = true;
+        let opt = match arg {
+            lexopt::Arg::Long(name) => {
+                find(name).ok_or_else(|| UsageError::Unknown(format!("--{name}")))?
+            }
+            lexopt::Arg::Short(c) => OPTIONS
+                .iter()
+                .find(|o| o.short == Some(c))
+                .ok_or_else(|| UsageError::Unknown(format!("-{c}")))?,
+            lexopt::Arg::Value(v) => {
+                return Err(UsageError::Unexpected(v.to_string_lossy().into_owned()));
+            }
+        };
+        match opt.name {
+            "help" => return Ok(Command::Help),
+            "version" => return Ok(Command::Version),
+            _ => {}
+        }
+        let value = if opt.value.is_some() {
+            parser
+                .value()
+                .map_err(|_| UsageError::MissingValue(opt.name))?
+        } else {
+            // A flag takes no value, but `--singleflight=false` is accepted as in a config file.
+            parser
+                .optional_value()
+                .unwrap_or_else(|| OsString::from("true"))
+        };
+        let value = value.into_string().map_err(|v| UsageError::Invalid {
+            option: opt.name,
+            value: v.to_string_lossy().into_owned(),
+            cause: "not valid UTF-8".to_string(),
+        })?;
+        settings.push((opt, value));
+    }
+    if !any {
+        return Err(UsageError::NoArguments);
+    }
+    build(settings.iter().map(|(o, v)| (*o, v.as_str()))).map(Command::Run)
+}
+
+fn lexopt_error(e: lexopt::Error) -> UsageError {
+    match e {
+        lexopt::Error::UnexpectedValue { option, value } => UsageError::Invalid {
+            option: find(option.trim_start_matches('-')).map_or("?", |o| o.name),
+            value: value.to_string_lossy().into_owned(),
+            cause: "this option takes no value".to_string(),
+        },
+        lexopt::Error::UnexpectedArgument(v) => {
+            UsageError::Unexpected(v.to_string_lossy().into_owned())
+        }
+        other => UsageError::Unknown(other.to_string()),
+    }
+}
+
+/// Validates a list of settings, in order, into a configuration.
+pub fn build<'a, I>(settings: I) -> Result<Config, UsageError>
+where
+    I: IntoIterator<Item = (&'static Opt, &'a str)>,
+{
+    let mut config = Config::default();
+    for (opt, value) in settings {
+        apply(&mut config, opt.name, value).map_err(|cause| UsageError::Invalid {
+            option: opt.name,
+            value: value.to_string(),
+            cause,
+        })?;
+    }
+    if config.ports.is_empty() && config.scripts.is_empty() {
+        return Err(UsageError::NoChecks);
+    }
+    Ok(config)
+}
+
+/// Applies one setting; the error is the cause only, the caller names option and value.
+fn apply(config: &mut Config, name: &str, value: &str) -> Result<(), String> {
+    match name {
+        "port" => config.ports.push(parse_port(value)?),
+        "script" => {
+            let mut words = words::split(value).map_err(|e| e.to_string())?;
+            let program = words.remove(0);
+            if program.is_empty() {
+                return Err("the program name is empty".to_string());
+            }
+            config.scripts.push(Script {
+                program,
+                args: words,
+            });
+        }
+        "script-timeout" => config.script_timeout = parse_seconds(value)?,
+        "singleflight" => config.singleflight = parse_bool(value)?,
+        "listener" => config.listener = parse_listener(value)?,
+        "log-level" => config.log_level = Some(parse_log_level(value)?),
+        "workers" => config.workers = parse_count(value, MAX_WORKERS)?,
+        "max-connections" => config.max_connections = parse_count(value, MAX_CONNECTIONS)?,
+        _ => return Err("not a setting".to_string()),
+    }
+    Ok(())
+}
+
+/// A TCP port, 1-65535.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) | Err(_) => Err("not a port number (1-65535)".to_string()),
+        Ok(p) => Ok(p),
+    }
+}
+
+/// A positive number of seconds, fractions allowed, at most a day.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    // `f64::from_str` also takes "inf", "NaN" and "1e3"; only plain decimals are meant here.
+    let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    match s.parse::<f64>() {
+        Ok(x) if plain && x > 0.0 && x <= MAX_SECONDS => Ok(Duration::from_secs_f64(x)),
+        Ok(x) if plain && x > MAX_SECONDS => Err(format!("more than {MAX_SECONDS} seconds")),
+        _ => Err("not a positive number of seconds".to_string()),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err("not true or false".to_string()),
+    }
+}
+
+fn parse_count(s: &str, max: usize) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("not a whole number from 1 to {max}")),
+    }
+}
+
+/// `ADDR:PORT`, `[V6]:PORT`, `HOSTNAME:PORT` (resolved now) or a bare `PORT`.
+pub fn parse_listener(s: &str) -> Result<SocketAddr, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let port = s
+            .parse::<u16>()
+            .map_err(|_| "port out of range (0-65535)".to_string())?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err("expected ADDR:PORT".to_string());
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() || host.contains(':') {
+        return Err("expected ADDR:PORT".to_string());
+    }
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs.next().ok_or_else(|| format!("{host} has no address")),
+        Err(_) => Err(format!("cannot resolve {host}")),
+    }
+}
+
+fn parse_log_level(s: &str) -> Result<LevelFilter, String> {
+    // The Go tool's logrus levels; `log` has nothing above error, so panic and fatal mean error.
+    match s.to_ascii_lowercase().as_str() {
+        "panic" | "fatal" | "error" => Ok(LevelFilter::Error),
+        "warning" | "warn" => Ok(LevelFilter::Warn),
+        "info" => Ok(LevelFilter::Info),
+        "debug" => Ok(LevelFilter::Debug),
+        "trace" => Ok(LevelFilter::Trace),
+        _ => Err("expected panic, fatal, error, warning, info, debug or trace".to_string()),
+    }
+}
+
+/// The `--help` text.
+pub fn help() -> String {
+    let mut s = format!(
+        "health-checker {}\n\
+         Answers every HTTP request with 200 when all checks pass and 504 when any fails.\n\n\
+         Usage: health-checker [OPTIONS]\n\n\
+         Options:\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for opt in OPTIONS {
+        let mut head = match opt.short {
+            Some(c) => format!("  -{c}, --{}", opt.name),
+            None => format!("      --{}", opt.name),
+        };
+        if let Some(v) = opt.value {
+            head.push(' ');
+            head.push_str(v);
+        }
+        let mut lines = opt.help.lines();
+        let first = lines.next().unwrap_or("");
+        if head.len() < 30 {
+            s.push_str(&format!("{head:<30}{first}\n"));
+        } else {
+            s.push_str(&format!("{head}\n{:<30}{first}\n", ""));
+        }
+        for line in lines {
+            s.push_str(&format!("{:<30}{}\n", "", line.trim_start()));
+        }
+    }
+    s.push_str(
+        "\nExamples:\n  \
+         health-checker --listener 0.0.0.0:6000 --port 5432 --port 3306\n  \
+         health-checker --port 5432 --script \"/usr/local/bin/check.sh --name 'a b'\" --script-timeout 10\n\n\
+         Exit status: 0 after --help or --version, 1 when the listener cannot be opened,\n\
+         2 for bad usage. Every path and method runs the checks.\n",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, UsageError> {
+        match parse_args(args)? {
+            Command::Run(c) => Ok(c),
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    fn err(args: &[&str]) -> String {
+        run(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_match_the_reference_tool() {
+        let c = run(&["--port", "5432"]).unwrap();
+        assert_eq!(c.ports, [5432]);
+        assert_eq!(c.listener.to_string(), "0.0.0.0:5000");
+        assert_eq!(c.script_timeout, Duration::from_secs(5));
+        assert!(!c.singleflight);
+        assert_eq!(c.log_level, None);
+        assert_eq!((c.workers, c.max_connections), (8, 256));
+    }
+
+    #[test]
+    fn repeated_options_keep_their_order() {
+        let c = run(&[
+            "--port",
+            "2",
+            "--port=1",
+            "--script",
+            "/a x 'y z'",
+            "--script",
+            "b",
+        ])
+        .unwrap();
+        assert_eq!(c.ports, [2, 1]);
+        assert_eq!(c.scripts[0].program, "/a");
+        assert_eq!(c.scripts[0].args, ["x", "y z"]);
+        assert_eq!(c.scripts[1].program, "b");
+    }
+
+    #[test]
+    fn bad_ports_are_named() {
+        for p in ["abc", "0", "70000", "-1", ""] {
+            assert_eq!(
+                err(&["--port", p]),
+                format!("invalid value {p:?} for --port: not a port number (1-65535)")
+            );
+        }
+    }
+
+    #[test]
+    fn bad_timeouts_are_named() {
+        for t in ["0", "-1", "abc", "inf", "NaN", "1e3", ""] {
+            assert_eq!(
+                err(&["--port", "1", "--script-timeout", t]),
+                format!(
+                    "invalid value {t:?} for --script-timeout: not a positive number of seconds"
+                )
+            );
+        }
+        assert_eq!(
+            err(&["--port", "1", "--script-timeout", "100000"]),
+            "invalid value \"100000\" for --script-timeout: more than 86400 seconds"
+        );
+    }
+
+    #[test]
+    fn fractional_timeouts_are_accepted() {
+        let c = run(&["--port", "1", "--script-timeout", "0.25"]).unwrap();
+        assert_eq!(c.script_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn log_levels_follow_logrus_names_in_any_case() {
+        for (s, l) in [
+            ("PANIC", LevelFilter::Error),
+            ("fatal", LevelFilter::Error),
+            ("Warning", LevelFilter::Warn),
+            ("warn", LevelFilter::Warn),
+            ("info", LevelFilter::Info),
+            ("DEBUG", LevelFilter::Debug),
+            ("trace", LevelFilter::Trace),
+        ] {
+            assert_eq!(
+                run(&["--port", "1", "--log-level", s]).unwrap().log_level,
+                Some(l)
+            );
+        }
+        assert!(
+            err(&["--port", "1", "--log-level", "loud"])
+                .starts_with("invalid value \"loud\" for --log-level: ")
+        );
+    }
+
+    #[test]
+    fn listener_forms() {
+        let l = |s| run(&["--port", "1", "--listener", s]).map(|c| c.listener.to_string());
+        assert_eq!(l("6000").unwrap(), "0.0.0.0:6000");
+        assert_eq!(l("127.0.0.1:7000").unwrap(), "127.0.0.1:7000");
+        assert_eq!(l("[::]:5000").unwrap(), "[::]:5000");
+        assert_eq!(l("[::1]:0").unwrap(), "[::1]:0");
+        assert!(l("localhost:5000").unwrap().ends_with(":5000"));
+        for bad in [
+            "",
+            "abc",
+            "1.2.3.4",
+            "1.2.3.4:99999",
+            ":80",
+            "99999",
+            "::1:80",
+        ] {
+            assert!(
+                err(&["--port", "1", "--listener", bad])
+                    .starts_with(&format!("invalid value {bad:?} for --listener: ")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_are_bounded() {
+        assert_eq!(
+            err(&["--port", "1", "--workers", "0"]),
+            "invalid value \"0\" for --workers: not a whole number from 1 to 1024"
+        );
+        assert_eq!(
+            err(&["--port", "1", "--max-connections", "65536"]),
+            "invalid value \"65536\" for --max-connections: not a whole number from 1 to 65535"
+        );
+        assert_eq!(
+            run(&["--port", "1", "--workers", "1024"]).unwrap().workers,
+            1024
+        );
+    }
+
+    #[test]
+    fn scripts_that_cannot_be_split_are_named() {
+        assert_eq!(
+            err(&["--script", "/x 'a"]),
+            "invalid value \"/x 'a\" for --script: unterminated ' quote"
+        );
+        assert_eq!(
+            err(&["--script", "  "]),
+            "invalid value \"  \" for --script: no program given"
+        );
+        assert_eq!(
+            err(&["--script", "''"]),
+            "invalid value \"''\" for --script: the program name is empty"
+        );
+    }
+
+    #[test]
+    fn unknown_missing_and_unexpected() {
+        assert_eq!(
+            err(&["--port", "1", "--frobnicate"]),
+            "unknown option \"--frobnicate\""
+        );
+        assert_eq!(err(&["-x"]), "unknown option \"-x\"");
+        assert_eq!(err(&["--port"]), "missing value for --port");
+        assert_eq!(
+            err(&["--port", "1", "stray"]),
+            "unexpected argument \"stray\""
+        );
+        assert_eq!(
+            err(&["--port", "1", "--singleflight=maybe"]),
+            "invalid value \"maybe\" for --singleflight: not true or false"
+        );
+    }
+
+    #[test]
+    fn checks_are_required() {
+        assert_eq!(
+            err(&["--singleflight"]),
+            "at least one --port or --script is required"
+        );
+        assert_eq!(run(&[]).unwrap_err(), UsageError::NoArguments);
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert!(matches!(
+            parse_args(["--port", "x", "--help"]),
+            Ok(Command::Help)
+        ));
+        assert!(matches!(parse_args(["-h"]), Ok(Command::Help)));
+        assert!(matches!(parse_args(["--version"]), Ok(Command::Version)));
+        assert!(matches!(parse_args(["-v"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn help_lists_every_option() {
+        let h = help();
+        for o in OPTIONS {
+            assert!(h.contains(&format!("--{}", o.name)), "{}", o.name);
+        }
+    }
+}
