@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use crate::check::http::Url;
+use crate::check::tcp::Target;
 use crate::words;
 
 /// The longest timeout accepted, in seconds: a day is already far past any probe's patience,
@@ -39,8 +41,24 @@ pub const OPTIONS: &[Opt] = &[
         name: "port",
         short: None,
         value: Some("PORT"),
-        help: "Check that a TCP connection to 127.0.0.1:PORT opens within 5 s.\n\
+        help: "Check that a TCP connection to 127.0.0.1:PORT opens within\n\
+               --tcp-timeout. Repeatable.",
+    },
+    Opt {
+        name: "tcp",
+        short: None,
+        value: Some("HOST:PORT[,send=TEXT][,expect=TEXT]"),
+        help: "Check that a TCP connection to HOST opens (a name is resolved at\n\
+               check time; IPv6 as [::1]:PORT), then optionally send TEXT and\n\
+               expect a reply containing TEXT. TEXT takes \\n \\r \\t \\\\ \\,.\n\
                Repeatable.",
+    },
+    Opt {
+        name: "http",
+        short: None,
+        value: Some("URL"),
+        help: "GET an http:// URL (no https, no redirects followed); pass on a\n\
+               status from 200 to 399 within --http-timeout. Repeatable.",
     },
     Opt {
         name: "script",
@@ -55,6 +73,19 @@ pub const OPTIONS: &[Opt] = &[
         value: Some("SECONDS"),
         help: "Kill a script's whole process group after SECONDS and fail it.\n\
                Fractions allowed. [default: 5]",
+    },
+    Opt {
+        name: "tcp-timeout",
+        short: None,
+        value: Some("SECONDS"),
+        help: "Deadline of each --port and --tcp check, name lookup and\n\
+               exchange included. Fractions allowed. [default: 5]",
+    },
+    Opt {
+        name: "http-timeout",
+        short: None,
+        value: Some("SECONDS"),
+        help: "Deadline of each --http check. Fractions allowed. [default: 5]",
     },
     Opt {
         name: "singleflight",
@@ -112,7 +143,7 @@ fn find(name: &str) -> Option<&'static Opt> {
 #[derive(Debug)]
 pub enum Command {
     /// Serve health checks with this configuration.
-    Run(Config),
+    Run(Box<Config>),
     /// Print `--help`.
     Help,
     /// Print `--version`.
@@ -124,10 +155,18 @@ pub enum Command {
 pub struct Config {
     /// Ports checked on 127.0.0.1, in the order given.
     pub ports: Vec<u16>,
+    /// `--tcp` targets, in the order given.
+    pub tcp: Vec<Target>,
+    /// `--http` URLs, in the order given.
+    pub http: Vec<Url>,
     /// Scripts, in the order given.
     pub scripts: Vec<Script>,
     /// Deadline of one script.
     pub script_timeout: Duration,
+    /// Deadline of one TCP check.
+    pub tcp_timeout: Duration,
+    /// Deadline of one HTTP check.
+    pub http_timeout: Duration,
     /// Whether concurrent requests share one run.
     pub singleflight: bool,
     /// Where to listen.
@@ -153,8 +192,12 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             ports: Vec::new(),
+            tcp: Vec::new(),
+            http: Vec::new(),
             scripts: Vec::new(),
             script_timeout: Duration::from_secs(5),
+            tcp_timeout: crate::check::tcp::DEFAULT_TIMEOUT,
+            http_timeout: crate::check::http::DEFAULT_TIMEOUT,
             singleflight: false,
             // As the reference tool documents it.
             listener: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 5000)),
@@ -197,7 +240,9 @@ impl fmt::Display for UsageError {
             UsageError::Unknown(o) => write!(f, "unknown option {o:?}"),
             UsageError::MissingValue(o) => write!(f, "missing value for --{o}"),
             UsageError::Unexpected(v) => write!(f, "unexpected argument {v:?}"),
-            UsageError::NoChecks => f.write_str("at least one --port or --script is required"),
+            UsageError::NoChecks => {
+                f.write_str("at least one --port or --script (or --tcp, --http) is required")
+            }
             UsageError::NoArguments => f.write_str("no arguments given"),
         }
     }
@@ -256,7 +301,7 @@ where
     if !any {
         return Err(UsageError::NoArguments);
     }
-    build(settings.iter().map(|(o, v)| (*o, v.as_str()))).map(Command::Run)
+    build(settings.iter().map(|(o, v)| (*o, v.as_str()))).map(|c| Command::Run(Box::new(c)))
 }
 
 fn lexopt_error(e: lexopt::Error) -> UsageError {
@@ -286,7 +331,11 @@ where
             cause,
         })?;
     }
-    if config.ports.is_empty() && config.scripts.is_empty() {
+    if config.ports.is_empty()
+        && config.tcp.is_empty()
+        && config.http.is_empty()
+        && config.scripts.is_empty()
+    {
         return Err(UsageError::NoChecks);
     }
     Ok(config)
@@ -296,6 +345,10 @@ where
 fn apply(config: &mut Config, name: &str, value: &str) -> Result<(), String> {
     match name {
         "port" => config.ports.push(parse_port(value)?),
+        "tcp" => config.tcp.push(Target::parse(value)?),
+        "http" => config.http.push(Url::parse(value)?),
+        "tcp-timeout" => config.tcp_timeout = parse_seconds(value)?,
+        "http-timeout" => config.http_timeout = parse_seconds(value)?,
         "script" => {
             let mut words = words::split(value).map_err(|e| e.to_string())?;
             let program = words.remove(0);
@@ -419,9 +472,14 @@ pub fn help() -> String {
     s.push_str(
         "\nExamples:\n  \
          health-checker --listener 0.0.0.0:6000 --port 5432 --port 3306\n  \
-         health-checker --port 5432 --script \"/usr/local/bin/check.sh --name 'a b'\" --script-timeout 10\n\n\
+         health-checker --port 5432 --script \"/usr/local/bin/check.sh --name 'a b'\" --script-timeout 10\n  \
+         health-checker --tcp 10.0.0.5:2181,send=ruok,expect=imok --http http://127.0.0.1:8080/health\n\n\
+         Paths: /alive answers 200 without running checks; /ready answers 200 or 503 in\n\
+         JSON; /metrics is Prometheus text without running checks; every other path and\n\
+         method runs the checks and answers 200 or 504, in JSON with ?format=json or\n\
+         Accept: application/json.\n\n\
          Exit status: 0 after --help or --version, 1 when the listener cannot be opened,\n\
-         2 for bad usage. Every path and method runs the checks.\n",
+         2 for bad usage.\n",
     );
     s
 }
@@ -432,7 +490,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Config, UsageError> {
         match parse_args(args)? {
-            Command::Run(c) => Ok(c),
+            Command::Run(c) => Ok(*c),
             other => panic!("expected a run, got {other:?}"),
         }
     }
@@ -550,6 +608,37 @@ mod tests {
     }
 
     #[test]
+    fn tcp_http_and_their_timeouts() {
+        let c = run(&[
+            "--tcp",
+            "[::1]:5432",
+            "--http",
+            "http://127.0.0.1:8080/health",
+            "--tcp-timeout",
+            "0.5",
+            "--http-timeout",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(c.tcp[0].port, 5432);
+        assert_eq!(c.http[0].path, "/health");
+        assert_eq!(c.tcp_timeout, Duration::from_millis(500));
+        assert_eq!(c.http_timeout, Duration::from_secs(2));
+        assert!(
+            err(&["--http", "https://x/"])
+                .starts_with("invalid value \"https://x/\" for --http: https is not supported")
+        );
+        assert_eq!(
+            err(&["--tcp", "localhost"]),
+            "invalid value \"localhost\" for --tcp: expected HOST:PORT"
+        );
+        assert_eq!(
+            err(&["--port", "1", "--tcp-timeout", "0"]),
+            "invalid value \"0\" for --tcp-timeout: not a positive number of seconds"
+        );
+    }
+
+    #[test]
     fn counts_are_bounded() {
         assert_eq!(
             err(&["--port", "1", "--workers", "0"]),
@@ -603,7 +692,7 @@ mod tests {
     fn checks_are_required() {
         assert_eq!(
             err(&["--singleflight"]),
-            "at least one --port or --script is required"
+            "at least one --port or --script (or --tcp, --http) is required"
         );
         assert_eq!(run(&[]).unwrap_err(), UsageError::NoArguments);
     }

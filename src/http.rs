@@ -43,17 +43,31 @@ const LINGER_TIME: Duration = Duration::from_millis(500);
 const LINGER_BYTES: usize = 256 * 1024;
 
 /// A parsed request head, borrowed from the connection's buffer.
-#[expect(
-    dead_code,
-    reason = "routing by path and Accept header comes with the checks issue"
-)]
 pub struct Request<'a> {
-    /// The method, as sent.
-    pub method: &'a str,
     /// The request target, as sent (`/path?query`).
     pub target: &'a str,
     /// The header fields.
     pub headers: &'a [httparse::Header<'a>],
+}
+
+impl Request<'_> {
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+    }
+
+    /// The query, without the `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The value of the first header field named `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
 }
 
 /// A response under construction; buffers are reused from request to request.
@@ -63,13 +77,16 @@ pub struct Response {
     /// Value of `Content-Type`.
     pub content_type: &'static str,
     /// The body (not sent for HEAD, but its length is).
-    pub body: Vec<u8>,
+    pub body: String,
 }
 
 /// What the server calls for every request.
 pub trait Handler: Send + Sync + 'static {
     /// Fills `res` for `req`; `res.body` is empty on entry.
     fn handle(&self, req: &Request<'_>, res: &mut Response);
+
+    /// Called for every response sent, rejections of broken requests included.
+    fn answered(&self, _status: u16) {}
 }
 
 /// Serves `listener` forever with at most `max_connections` connections at once.
@@ -244,7 +261,7 @@ impl<'a> Connection<'a> {
             res: Response {
                 status: 200,
                 content_type: "",
-                body: Vec::new(),
+                body: String::new(),
             },
         }
     }
@@ -264,8 +281,8 @@ impl<'a> Connection<'a> {
             let head_len = match head {
                 Ok(n) => n,
                 Err(HeadError::Gone) => return,
-                Err(HeadError::Timeout) => return self.reject(408),
-                Err(HeadError::Reject(code)) => return self.reject(code),
+                Err(HeadError::Timeout) => return self.reject(408, handler),
+                Err(HeadError::Reject(code)) => return self.reject(code, handler),
             };
             match self.answer(head_len, handler) {
                 Ok(Next::KeepAlive { body }) => {
@@ -274,7 +291,7 @@ impl<'a> Connection<'a> {
                     }
                 }
                 Ok(Next::Close) => return self.linger(),
-                Err(code) => return self.reject(code),
+                Err(code) => return self.reject(code, handler),
             }
         }
     }
@@ -347,7 +364,6 @@ impl<'a> Connection<'a> {
         let framing = Framing::of(req.headers)?;
         let keep_alive = framing.keeps_alive() && wants_keep_alive(version, req.headers);
         let request = Request {
-            method,
             target,
             headers: req.headers,
         };
@@ -355,6 +371,7 @@ impl<'a> Connection<'a> {
         self.res.content_type = "text/plain; charset=utf-8";
         self.res.body.clear();
         handler.handle(&request, &mut self.res);
+        handler.answered(self.res.status);
         debug!("{method} {target} -> {}", self.res.status);
         let head_only = method == "HEAD";
         let connection = match (keep_alive, version) {
@@ -402,12 +419,13 @@ impl<'a> Connection<'a> {
     }
 
     /// Answers a broken request with `code` and closes.
-    fn reject(mut self, code: u16) {
+    fn reject(mut self, code: u16, handler: &dyn Handler) {
+        handler.answered(code);
         self.res.status = code;
         self.res.content_type = "text/plain; charset=utf-8";
         self.res.body.clear();
-        self.res.body.extend_from_slice(reason(code).as_bytes());
-        self.res.body.push(b'\n');
+        self.res.body.push_str(reason(code));
+        self.res.body.push('\n');
         write_response(&mut self.out, &self.res, Some("close"), false);
         if self.stream.write_all(&self.out).is_ok() {
             self.linger();
@@ -591,7 +609,7 @@ fn write_response(out: &mut Vec<u8>, res: &Response, connection: Option<&str>, h
     head.push_str("\r\n");
     out.extend_from_slice(head.as_bytes());
     if !head_only {
-        out.extend_from_slice(&res.body);
+        out.extend_from_slice(res.body.as_bytes());
     }
 }
 
@@ -697,7 +715,7 @@ mod tests {
         let res = Response {
             status: 504,
             content_type: "text/plain",
-            body: b"FAIL\n".to_vec(),
+            body: "FAIL\n".to_string(),
         };
         let mut out = Vec::new();
         write_response(&mut out, &res, Some("close"), false);

@@ -9,6 +9,7 @@ mod http;
 mod report;
 mod run;
 mod server;
+mod state;
 mod sys;
 mod time;
 mod words;
@@ -30,7 +31,7 @@ const EXIT_LISTEN: u8 = 1;
 
 fn main() -> ExitCode {
     let config = match cli::parse_args(std::env::args_os().skip(1)) {
-        Ok(Command::Run(c)) => c,
+        Ok(Command::Run(c)) => *c,
         Ok(Command::Help) => {
             print!("{}", cli::help());
             return ExitCode::SUCCESS;
@@ -77,9 +78,16 @@ fn serve(config: Config) -> Result<(), u8> {
             ""
         }
     );
-    let worker_wait = config.script_timeout.max(check::tcp::DEFAULT_TIMEOUT);
+    let worker_wait = config
+        .script_timeout
+        .max(config.tcp_timeout)
+        .max(config.http_timeout);
     let runner = run::Runner::new(checks, config.workers, worker_wait);
-    let app = Arc::new(server::App::new(runner, config.singleflight));
+    let app = Arc::new(server::App::new(
+        runner,
+        config.singleflight,
+        state::Thresholds::default(),
+    ));
     http::serve(listener, config.max_connections, app);
     Ok(())
 }

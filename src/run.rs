@@ -11,20 +11,6 @@ use crate::check::{Check, Outcome, Status};
 /// Stack of a thread that runs one check: a connect or a spawn, a few formatted strings.
 const CHECK_STACK: usize = 128 * 1024;
 
-/// The outcomes of one run, in the order of the checks.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// One outcome per check, index for index.
-    pub outcomes: Vec<Outcome>,
-}
-
-impl Report {
-    /// Whether every check passed.
-    pub fn passed(&self) -> bool {
-        self.outcomes.iter().all(|o| o.status == Status::Pass)
-    }
-}
-
 /// Runs the configured checks, bounding how many runs proceed at once.
 pub struct Runner {
     checks: Vec<Check>,
@@ -49,15 +35,15 @@ impl Runner {
         &self.checks
     }
 
-    /// Runs every check once and logs each failure.
-    pub fn run(&self) -> Report {
+    /// Runs every check once and logs each failure; outcomes come in check order.
+    pub fn run(&self) -> Vec<Outcome> {
         let Some(_permit) = self.workers.acquire(self.worker_wait) else {
             let reason = format!(
                 "busy: all {} check workers stayed in use",
                 self.workers.size
             );
             warn!("run skipped: {reason}");
-            let outcomes = self
+            return self
                 .checks
                 .iter()
                 .map(|_| Outcome {
@@ -65,7 +51,6 @@ impl Runner {
                     duration: self.worker_wait,
                 })
                 .collect();
-            return Report { outcomes };
         };
         let outcomes = run_all(&self.checks);
         for (check, o) in self.checks.iter().zip(&outcomes) {
@@ -73,7 +58,7 @@ impl Runner {
                 warn!("{} failed: {reason}", check.name());
             }
         }
-        Report { outcomes }
+        outcomes
     }
 }
 
@@ -191,9 +176,9 @@ mod tests {
             Duration::from_secs(10),
         );
         let start = Instant::now();
-        let report = runner.run();
-        assert!(report.passed());
-        assert_eq!(report.outcomes.len(), 3);
+        let outcomes = runner.run();
+        assert!(outcomes.iter().all(|o| o.status == Status::Pass));
+        assert_eq!(outcomes.len(), 3);
         assert!(
             start.elapsed() < Duration::from_millis(2500),
             "{:?}",
@@ -214,9 +199,9 @@ mod tests {
     fn a_run_that_cannot_get_a_worker_fails_with_a_reason() {
         let runner = Runner::new(vec![sleeper("0")], 1, Duration::from_millis(100));
         let _held = runner.workers.acquire(Duration::ZERO).unwrap();
-        let report = runner.run();
+        let outcomes = runner.run();
         assert_eq!(
-            report.outcomes[0].status,
+            outcomes[0].status,
             Status::Fail("busy: all 1 check workers stayed in use".into())
         );
     }

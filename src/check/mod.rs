@@ -1,5 +1,6 @@
 //! The kinds of check, each a function from its spec to an [`Outcome`].
 
+pub mod http;
 pub mod script;
 pub mod tcp;
 
@@ -11,8 +12,10 @@ use crate::cli::Config;
 /// One configured check.
 #[derive(Debug)]
 pub enum Check {
-    /// A TCP connection must open.
+    /// A TCP connection must open (and perhaps answer).
     Tcp(tcp::TcpCheck),
+    /// A URL must answer 200-399.
+    Http(http::HttpCheck),
     /// A program must exit 0 in time.
     Script(script::ScriptCheck),
 }
@@ -40,6 +43,7 @@ impl Check {
     pub fn name(&self) -> &str {
         match self {
             Check::Tcp(c) => &c.name,
+            Check::Http(c) => &c.name,
             Check::Script(c) => &c.name,
         }
     }
@@ -49,6 +53,7 @@ impl Check {
         let start = Instant::now();
         let result = match self {
             Check::Tcp(c) => c.run(),
+            Check::Http(c) => c.run(),
             Check::Script(c) => c.run(),
         };
         Outcome {
@@ -61,17 +66,26 @@ impl Check {
     }
 }
 
-/// Every check the configuration asks for: ports first, then scripts, each in the order given.
+/// Every check the configuration asks for: `--port`, `--tcp`, `--http`, then `--script`,
+/// each kind in the order given.
 pub fn from_config(config: &Config) -> Vec<Check> {
     let ports = config
         .ports
         .iter()
-        .map(|&p| Check::Tcp(tcp::TcpCheck::local(p, tcp::DEFAULT_TIMEOUT)));
+        .map(|&p| Check::Tcp(tcp::TcpCheck::local(p, config.tcp_timeout)));
+    let tcps = config
+        .tcp
+        .iter()
+        .map(|t| Check::Tcp(tcp::TcpCheck::new(t.clone(), config.tcp_timeout)));
+    let https = config
+        .http
+        .iter()
+        .map(|u| Check::Http(http::HttpCheck::new(u.clone(), config.http_timeout)));
     let scripts = config
         .scripts
         .iter()
         .map(|s| Check::Script(script::ScriptCheck::new(s.clone(), config.script_timeout)));
-    ports.chain(scripts).collect()
+    ports.chain(tcps).chain(https).chain(scripts).collect()
 }
 
 /// Describes an OS error the way a reason line wants it: lower case, no "(os error N)".
