@@ -20,6 +20,8 @@ use crate::words;
 const MAX_SECONDS: f64 = 86_400.0;
 /// Most check workers: each may hold a thread per check, so the bound caps threads.
 const MAX_WORKERS: usize = 1024;
+/// Largest threshold: past 100 consecutive results a state change is too late to matter.
+const MAX_THRESHOLD: u32 = 100;
 /// Most connections served at once: each costs one thread with a small stack.
 const MAX_CONNECTIONS: usize = 65_535;
 
@@ -95,6 +97,62 @@ pub const OPTIONS: &[Opt] = &[
                result instead of starting their own.",
     },
     Opt {
+        name: "healthy-threshold",
+        short: None,
+        value: Some("N"),
+        help: "Consecutive passes that make an unhealthy check healthy again,\n\
+               1-100. [default: 1]",
+    },
+    Opt {
+        name: "unhealthy-threshold",
+        short: None,
+        value: Some("N"),
+        help: "Consecutive failures that make a healthy check unhealthy, 1-100.\n\
+               [default: 1]",
+    },
+    Opt {
+        name: "interval",
+        short: None,
+        value: Some("SECONDS"),
+        help: "Run the checks in the background every SECONDS (start to start,\n\
+               never overlapping); requests answer at once from the last state.",
+    },
+    Opt {
+        name: "cache-ttl",
+        short: None,
+        value: Some("SECONDS"),
+        help: "Answer from the last state, without a run, for SECONDS after a run\n\
+               ends; implies --singleflight. Not with --interval.",
+    },
+    Opt {
+        name: "grace-period",
+        short: None,
+        value: Some("SECONDS"),
+        help: "Start no run until SECONDS after start-up; until then the state is\n\
+               starting (504, 503 on /ready). [default: 0]",
+    },
+    Opt {
+        name: "on-change",
+        short: None,
+        value: Some("\"PROGRAM ARGS...\""),
+        help: "Run PROGRAM when the host's state changes, with HEALTH_CHECKER_STATE,\n\
+               _PREVIOUS_STATE, _REASONS and _TIME set; bounded by --script-timeout,\n\
+               one at a time, in order.",
+    },
+    Opt {
+        name: "once",
+        short: None,
+        value: None,
+        help: "Run every check once, print the report on stdout and exit: 0 when\n\
+               all pass, 1 when any fails. Opens no listener.",
+    },
+    Opt {
+        name: "format",
+        short: None,
+        value: Some("FORMAT"),
+        help: "Report format of --once: text or json. [default: text]",
+    },
+    Opt {
         name: "listener",
         short: None,
         value: Some("ADDR:PORT"),
@@ -150,6 +208,15 @@ pub enum Command {
     Version,
 }
 
+/// How `--once` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The text report, as HTTP serves it.
+    Text,
+    /// The JSON report, as HTTP serves it with `?format=json`.
+    Json,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -169,6 +236,22 @@ pub struct Config {
     pub http_timeout: Duration,
     /// Whether concurrent requests share one run.
     pub singleflight: bool,
+    /// Consecutive passes that make an unhealthy check healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a healthy check unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Background run period, if runs are not on demand.
+    pub interval: Option<Duration>,
+    /// How long a finished run answers on-demand requests without a new run.
+    pub cache_ttl: Option<Duration>,
+    /// How long after start-up no run starts.
+    pub grace_period: Duration,
+    /// Program run on every change of the host's state.
+    pub on_change: Option<Script>,
+    /// Run once, print, exit.
+    pub once: bool,
+    /// Report format of `--once`.
+    pub format: Format,
     /// Where to listen.
     pub listener: SocketAddr,
     /// The log level asked for, or `None` to honour `RUST_LOG`.
@@ -199,6 +282,14 @@ impl Default for Config {
             tcp_timeout: crate::check::tcp::DEFAULT_TIMEOUT,
             http_timeout: crate::check::http::DEFAULT_TIMEOUT,
             singleflight: false,
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            interval: None,
+            cache_ttl: None,
+            grace_period: Duration::ZERO,
+            on_change: None,
+            once: false,
+            format: Format::Text,
             // As the reference tool documents it.
             listener: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 5000)),
             log_level: None,
@@ -225,6 +316,8 @@ pub enum UsageError {
     Unexpected(String),
     /// Everything parsed, but there is nothing to check.
     NoChecks,
+    /// Options that cannot go together, and why.
+    Conflict(String),
     /// No arguments at all: the caller prints the usage.
     NoArguments,
 }
@@ -243,6 +336,7 @@ impl fmt::Display for UsageError {
             UsageError::NoChecks => {
                 f.write_str("at least one --port or --script (or --tcp, --http) is required")
             }
+            UsageError::Conflict(why) => f.write_str(why),
             UsageError::NoArguments => f.write_str("no arguments given"),
         }
     }
@@ -324,7 +418,9 @@ where
     I: IntoIterator<Item = (&'static Opt, &'a str)>,
 {
     let mut config = Config::default();
+    let mut given: Vec<&'static str> = Vec::new();
     for (opt, value) in settings {
+        given.push(opt.name);
         apply(&mut config, opt.name, value).map_err(|cause| UsageError::Invalid {
             option: opt.name,
             value: value.to_string(),
@@ -338,7 +434,44 @@ where
     {
         return Err(UsageError::NoChecks);
     }
+    check_conflicts(&given)?;
     Ok(config)
+}
+
+/// Options that only make sense while serving, refused with `--once` rather than ignored.
+const SERVING_ONLY: &[&str] = &[
+    "listener",
+    "max-connections",
+    "workers",
+    "singleflight",
+    "interval",
+    "cache-ttl",
+    "grace-period",
+    "healthy-threshold",
+    "unhealthy-threshold",
+    "on-change",
+];
+
+fn check_conflicts(given: &[&str]) -> Result<(), UsageError> {
+    let has = |name| given.contains(&name);
+    if has("interval") && has("cache-ttl") {
+        return Err(UsageError::Conflict(
+            "--interval and --cache-ttl cannot be combined: with --interval requests never start runs".to_string(),
+        ));
+    }
+    if has("once") {
+        if let Some(o) = SERVING_ONLY.iter().find(|o| has(o)) {
+            return Err(UsageError::Conflict(format!(
+                "--{o} makes no sense with --once, which runs the checks once and serves nothing"
+            )));
+        }
+    } else if has("format") {
+        return Err(UsageError::Conflict(
+            "--format applies to --once only; over HTTP ask with ?format=json or Accept: application/json"
+                .to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies one setting; the error is the cause only, the caller names option and value.
@@ -349,19 +482,28 @@ fn apply(config: &mut Config, name: &str, value: &str) -> Result<(), String> {
         "http" => config.http.push(Url::parse(value)?),
         "tcp-timeout" => config.tcp_timeout = parse_seconds(value)?,
         "http-timeout" => config.http_timeout = parse_seconds(value)?,
-        "script" => {
-            let mut words = words::split(value).map_err(|e| e.to_string())?;
-            let program = words.remove(0);
-            if program.is_empty() {
-                return Err("the program name is empty".to_string());
-            }
-            config.scripts.push(Script {
-                program,
-                args: words,
-            });
-        }
+        "script" => config.scripts.push(parse_script(value)?),
         "script-timeout" => config.script_timeout = parse_seconds(value)?,
         "singleflight" => config.singleflight = parse_bool(value)?,
+        "healthy-threshold" => config.healthy_threshold = parse_threshold(value)?,
+        "unhealthy-threshold" => config.unhealthy_threshold = parse_threshold(value)?,
+        "interval" => config.interval = Some(parse_seconds(value)?),
+        "cache-ttl" => config.cache_ttl = Some(parse_seconds(value)?),
+        "grace-period" => {
+            config.grace_period = match value {
+                "0" => Duration::ZERO,
+                v => parse_seconds(v)?,
+            }
+        }
+        "on-change" => config.on_change = Some(parse_script(value)?),
+        "once" => config.once = parse_bool(value)?,
+        "format" => {
+            config.format = match value {
+                "text" => Format::Text,
+                "json" => Format::Json,
+                _ => return Err("expected text or json".to_string()),
+            }
+        }
         "listener" => config.listener = parse_listener(value)?,
         "log-level" => config.log_level = Some(parse_log_level(value)?),
         "workers" => config.workers = parse_count(value, MAX_WORKERS)?,
@@ -369,6 +511,26 @@ fn apply(config: &mut Config, name: &str, value: &str) -> Result<(), String> {
         _ => return Err("not a setting".to_string()),
     }
     Ok(())
+}
+
+/// A program and its arguments, split like a shell would.
+fn parse_script(value: &str) -> Result<Script, String> {
+    let mut words = words::split(value).map_err(|e| e.to_string())?;
+    let program = words.remove(0);
+    if program.is_empty() {
+        return Err("the program name is empty".to_string());
+    }
+    Ok(Script {
+        program,
+        args: words,
+    })
+}
+
+fn parse_threshold(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if (1..=MAX_THRESHOLD).contains(&n) => Ok(n),
+        _ => Err(format!("not a whole number from 1 to {MAX_THRESHOLD}")),
+    }
 }
 
 /// A TCP port, 1-65535.
@@ -635,6 +797,72 @@ mod tests {
         assert_eq!(
             err(&["--port", "1", "--tcp-timeout", "0"]),
             "invalid value \"0\" for --tcp-timeout: not a positive number of seconds"
+        );
+    }
+
+    #[test]
+    fn state_machine_options() {
+        let c = run(&[
+            "--port",
+            "1",
+            "--healthy-threshold",
+            "2",
+            "--unhealthy-threshold",
+            "100",
+            "--interval",
+            "0.5",
+            "--grace-period",
+            "0",
+            "--on-change",
+            "/bin/notify 'x y'",
+        ])
+        .unwrap();
+        assert_eq!((c.healthy_threshold, c.unhealthy_threshold), (2, 100));
+        assert_eq!(c.interval, Some(Duration::from_millis(500)));
+        assert_eq!(c.grace_period, Duration::ZERO);
+        assert_eq!(c.on_change.unwrap().args, ["x y"]);
+        for t in ["0", "101", "x"] {
+            assert_eq!(
+                err(&["--port", "1", "--healthy-threshold", t]),
+                format!(
+                    "invalid value {t:?} for --healthy-threshold: not a whole number from 1 to 100"
+                )
+            );
+        }
+        assert_eq!(
+            err(&["--port", "1", "--interval", "0"]),
+            "invalid value \"0\" for --interval: not a positive number of seconds"
+        );
+        assert_eq!(
+            err(&["--port", "1", "--cache-ttl", "-1"]),
+            "invalid value \"-1\" for --cache-ttl: not a positive number of seconds"
+        );
+    }
+
+    #[test]
+    fn conflicting_modes_are_refused() {
+        assert_eq!(
+            err(&["--port", "1", "--interval", "1", "--cache-ttl", "1"]),
+            "--interval and --cache-ttl cannot be combined: with --interval requests never start runs"
+        );
+        assert_eq!(
+            err(&["--port", "1", "--once", "--listener", "1"]),
+            "--listener makes no sense with --once, which runs the checks once and serves nothing"
+        );
+        assert_eq!(
+            err(&["--port", "1", "--once", "--unhealthy-threshold", "2"]),
+            "--unhealthy-threshold makes no sense with --once, which runs the checks once and serves nothing"
+        );
+        assert!(
+            err(&["--port", "1", "--format", "json"])
+                .starts_with("--format applies to --once only")
+        );
+        let c = run(&["--port", "1", "--once", "--format", "json"]).unwrap();
+        assert!(c.once);
+        assert_eq!(c.format, Format::Json);
+        assert_eq!(
+            err(&["--port", "1", "--once", "--format", "xml"]),
+            "invalid value \"xml\" for --format: expected text or json"
         );
     }
 

@@ -5,6 +5,8 @@
 mod check;
 mod cli;
 mod gate;
+mod health;
+mod hook;
 mod http;
 mod report;
 mod run;
@@ -18,7 +20,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{LevelFilter, error, info};
 
@@ -26,8 +28,10 @@ use crate::cli::{Command, Config, UsageError};
 
 /// Bad usage: a value, an option, or nothing to check.
 const EXIT_USAGE: u8 = 2;
-/// The listener cannot be opened.
+/// The listener (or a thread it needs) cannot be opened.
 const EXIT_LISTEN: u8 = 1;
+/// `--once` found a failing check.
+const EXIT_UNHEALTHY: u8 = 1;
 
 fn main() -> ExitCode {
     let config = match cli::parse_args(std::env::args_os().skip(1)) {
@@ -49,14 +53,53 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(config.log_level);
-    match serve(config) {
+    // With --once, stdout carries the report, so the log goes to stderr.
+    init_logging(config.log_level, config.once);
+    let result = if config.once {
+        once(&config)
+    } else {
+        serve(config)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
     }
 }
 
+/// `--once`: one run, the report on stdout, 0 when healthy and 1 otherwise.
+fn once(config: &Config) -> Result<(), u8> {
+    let checks = check::from_config(config);
+    let names = checks.iter().map(|c| c.name().to_string());
+    let mut state = state::State::new(names, state::Thresholds::default());
+    let runner = run::Runner::new(checks, 1, worker_wait(config));
+    state.record(runner.run());
+    let mut out = String::new();
+    match config.format {
+        cli::Format::Text => report::text(&state, &mut out),
+        cli::Format::Json => {
+            report::json(&state, &mut out);
+            out.push('\n');
+        }
+    }
+    print!("{out}");
+    if state.host() == state::Health::Healthy {
+        Ok(())
+    } else {
+        Err(EXIT_UNHEALTHY)
+    }
+}
+
+/// How long a run may wait for a worker: the longest check timeout, so a queued request is
+/// answered no later than one that ran.
+fn worker_wait(config: &Config) -> Duration {
+    config
+        .script_timeout
+        .max(config.tcp_timeout)
+        .max(config.http_timeout)
+}
+
 fn serve(config: Config) -> Result<(), u8> {
+    let started = Instant::now();
     let listener = TcpListener::bind(config.listener).map_err(|e| {
         error!(
             "cannot listen on {}: {}",
@@ -68,34 +111,82 @@ fn serve(config: Config) -> Result<(), u8> {
     let addr = listener.local_addr().unwrap_or(config.listener);
     let checks = check::from_config(&config);
     let names: Vec<&str> = checks.iter().map(|c| c.name()).collect();
+    let mode = match (config.interval, config.cache_ttl) {
+        (Some(period), _) => health::Mode::Interval(period),
+        (None, cache_ttl) => health::Mode::OnDemand { cache_ttl },
+    };
     info!(
-        "health-checker {} listening on {addr}; checking {}{}",
+        "health-checker {} listening on {addr}; checking {}; {}",
         env!("CARGO_PKG_VERSION"),
         names.join(", "),
-        if config.singleflight {
-            " (singleflight)"
-        } else {
-            ""
-        }
+        describe_mode(&config, mode)
     );
-    let worker_wait = config
-        .script_timeout
-        .max(config.tcp_timeout)
-        .max(config.http_timeout);
-    let runner = run::Runner::new(checks, config.workers, worker_wait);
-    let app = Arc::new(server::App::new(
+    let hook = match &config.on_change {
+        Some(script) => Some(
+            hook::Hook::start(script.clone(), config.script_timeout).map_err(|e| {
+                error!("cannot start the on-change thread: {e}");
+                EXIT_LISTEN
+            })?,
+        ),
+        None => None,
+    };
+    let thresholds = state::Thresholds {
+        healthy: config.healthy_threshold,
+        unhealthy: config.unhealthy_threshold,
+    };
+    let runner = run::Runner::new(checks, config.workers, worker_wait(&config));
+    // The monitor lives as long as the process; leaking it lets every thread borrow it.
+    let monitor: &'static health::Monitor = Box::leak(Box::new(health::Monitor::new(
         runner,
+        thresholds,
+        mode,
         config.singleflight,
-        state::Thresholds::default(),
-    ));
+        started + config.grace_period,
+        hook,
+    )));
+    monitor.start_interval().map_err(|_| EXIT_LISTEN)?;
+    let app = Arc::new(server::App::new(monitor));
     http::serve(listener, config.max_connections, app);
     Ok(())
 }
 
-/// Logs go to stdout, one line per event: time, level, message.
-fn init_logging(level: Option<LevelFilter>) {
+fn describe_mode(config: &Config, mode: health::Mode) -> String {
+    let mut s = match mode {
+        health::Mode::Interval(p) => format!("runs every {}", check::seconds(p)),
+        health::Mode::OnDemand { cache_ttl: Some(t) } => {
+            format!(
+                "runs on demand, answered from cache for {}",
+                check::seconds(t)
+            )
+        }
+        health::Mode::OnDemand { cache_ttl: None } if config.singleflight => {
+            "runs on demand (singleflight)".to_string()
+        }
+        health::Mode::OnDemand { cache_ttl: None } => "runs on demand".to_string(),
+    };
+    if !config.grace_period.is_zero() {
+        s.push_str(&format!(
+            ", none before {} after start-up",
+            check::seconds(config.grace_period)
+        ));
+    }
+    if config.healthy_threshold > 1 || config.unhealthy_threshold > 1 {
+        s.push_str(&format!(
+            ", thresholds {} healthy / {} unhealthy",
+            config.healthy_threshold, config.unhealthy_threshold
+        ));
+    }
+    s
+}
+
+/// Logs go to stdout (stderr with `--once`), one line per event: time, level, message.
+fn init_logging(level: Option<LevelFilter>, to_stderr: bool) {
     let mut b = env_logger::Builder::new();
-    b.target(env_logger::Target::Stdout);
+    b.target(if to_stderr {
+        env_logger::Target::Stderr
+    } else {
+        env_logger::Target::Stdout
+    });
     b.format(|f, r| {
         writeln!(
             f,

@@ -1,18 +1,15 @@
 //! Routing: which request gets which answer.
 //!
-//! `/alive` and `/metrics` never run a check; `/ready` and every other path (any method) run
-//! them, through the singleflight gate when it is on, and answer from the state after the run.
+//! `/alive` and `/metrics` never run a check; `/ready` and every other path (any method) ask
+//! the monitor to refresh (which runs the checks or not, as the mode says) and answer from
+//! the state after it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use log::info;
-
-use crate::gate::Gate;
+use crate::health::Monitor;
 use crate::http::{Handler, Request, Response};
 use crate::report::{self, RequestCount};
-use crate::run::Runner;
-use crate::state::{Change, Health, State, Thresholds};
+use crate::state::Health;
 
 /// Status codes counted one by one for `/metrics`; anything else counts under 0 ("other").
 const COUNTED: [u16; 10] = [200, 400, 404, 408, 414, 431, 500, 503, 504, 505];
@@ -24,42 +21,17 @@ const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The health-check application behind the HTTP layer.
 pub struct App {
-    runner: Runner,
-    /// Present with `--singleflight`: concurrent requests share one run.
-    gate: Option<Gate<()>>,
-    state: Mutex<State>,
+    monitor: &'static Monitor,
     /// Responses by status code: one counter per entry of [`COUNTED`], then "other".
     answered: [AtomicU64; COUNTED.len() + 1],
 }
 
 impl App {
-    /// An app that runs `runner`'s checks on demand, shared when `singleflight` is set.
-    pub fn new(runner: Runner, singleflight: bool, thresholds: Thresholds) -> Self {
-        let names = runner.checks().iter().map(|c| c.name().to_string());
+    /// An app that answers from `monitor`.
+    pub fn new(monitor: &'static Monitor) -> Self {
         App {
-            state: Mutex::new(State::new(names, thresholds)),
-            runner,
-            gate: singleflight.then(Gate::default),
+            monitor,
             answered: Default::default(),
-        }
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        // Records are applied whole under the lock, so a poisoned one still holds a sound state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs every check once (or joins the run in flight) and records the result.
-    fn refresh(&self) {
-        let run = || {
-            let outcomes = self.runner.run();
-            if let Some(change) = self.state().record(outcomes) {
-                log_change(&change);
-            }
-        };
-        match &self.gate {
-            Some(gate) => gate.run(run),
-            None => run(),
         }
     }
 
@@ -76,23 +48,6 @@ impl App {
     }
 }
 
-fn log_change(c: &Change) {
-    if c.reasons.is_empty() {
-        info!(
-            "host is {} (was {})",
-            c.current.as_str(),
-            c.previous.as_str()
-        );
-    } else {
-        info!(
-            "host is {} (was {}): {}",
-            c.current.as_str(),
-            c.previous.as_str(),
-            c.reasons.join("; ")
-        );
-    }
-}
-
 impl Handler for App {
     fn handle(&self, req: &Request<'_>, res: &mut Response) {
         match req.path() {
@@ -105,34 +60,37 @@ impl Handler for App {
                 let counts = self.request_counts();
                 res.status = 200;
                 res.content_type = PROMETHEUS;
-                report::metrics(&self.state(), &counts, &mut res.body);
+                self.monitor
+                    .with_state(|s| report::metrics(s, &counts, &mut res.body));
             }
             "/ready" => {
-                self.refresh();
-                let state = self.state();
-                res.status = if state.host() == Health::Healthy {
-                    200
-                } else {
-                    503
-                };
+                self.monitor.refresh();
                 res.content_type = JSON;
-                report::ready(&state, &mut res.body);
+                res.status = self.monitor.with_state(|s| {
+                    report::ready(s, &mut res.body);
+                    if s.host() == Health::Healthy {
+                        200
+                    } else {
+                        503
+                    }
+                });
             }
             _ => {
-                self.refresh();
-                let state = self.state();
-                res.status = if state.host() == Health::Healthy {
-                    200
-                } else {
-                    504
-                };
-                if wants_json(req) {
-                    res.content_type = JSON;
-                    report::json(&state, &mut res.body);
-                } else {
-                    res.content_type = TEXT;
-                    report::text(&state, &mut res.body);
-                }
+                self.monitor.refresh();
+                let json = wants_json(req);
+                res.content_type = if json { JSON } else { TEXT };
+                res.status = self.monitor.with_state(|s| {
+                    if json {
+                        report::json(s, &mut res.body);
+                    } else {
+                        report::text(s, &mut res.body);
+                    }
+                    if s.host() == Health::Healthy {
+                        200
+                    } else {
+                        504
+                    }
+                });
             }
         }
     }

@@ -52,67 +52,97 @@ impl ScriptCheck {
 
     /// Runs the script once; the error is the reason (no output, no arguments).
     pub fn run(&self) -> Result<(), String> {
-        let deadline = Instant::now() + self.timeout;
-        let mut child = Command::new(&self.script.program)
-            .args(&self.script.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| spawn_reason(&e))?;
-        let pid = child.id();
-        let pipes = [
-            child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
-            child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
-        ];
-        let reader = thread::Builder::new()
-            .name("script-output".into())
-            .stack_size(READER_STACK)
-            .spawn(move || drain(pipes, deadline + DRAIN_GRACE));
-        let reader = match reader {
-            Ok(r) => r,
-            Err(e) => {
-                kill_and_reap(pid, &mut child);
-                return Err(format!(
-                    "cannot start a thread to read its output: {}",
-                    describe(&e)
-                ));
-            }
-        };
-        let exit = match child.wait_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Some(status)) => {
-                // The leader is reaped, but its group id stays reserved while any member lives,
-                // so this reaches only what the script left behind (ESRCH when nothing).
-                let _ = sys::kill_group(pid);
-                Ok(status)
-            }
-            Ok(None) => {
-                // Not reaped yet: the group id cannot have been reused.
-                kill_and_reap(pid, &mut child);
-                Err(format!("timed out after {}", seconds(self.timeout)))
-            }
-            Err(e) => {
-                kill_and_reap(pid, &mut child);
-                Err(format!("cannot wait for it: {}", describe(&e)))
-            }
-        };
-        // The reader stops by itself at its deadline, so this join is bounded.
-        let [out, err] = reader.join().unwrap_or_default();
-        let reason = match exit {
-            Ok(status) if status.success() => return Ok(()),
-            Ok(status) => exit_reason(status),
-            Err(reason) => reason,
-        };
-        if !out.is_empty() || !err.is_empty() {
+        let done = run_program(&self.script, &[], self.timeout);
+        if done.result.is_err() && (!done.stdout.is_empty() || !done.stderr.is_empty()) {
             warn!(
                 "{} output: stdout {:?} stderr {:?}",
                 self.name,
-                out.text(),
-                err.text()
+                done.stdout.text(),
+                done.stderr.text()
             );
         }
-        Err(reason)
+        done.result
+    }
+}
+
+/// What running a program left: its verdict and the tails of its output.
+pub struct Finished {
+    /// `Ok` when it exited 0 in time; otherwise the reason.
+    pub result: Result<(), String>,
+    /// The last bytes of its stdout.
+    pub stdout: Tail,
+    /// The last bytes of its stderr.
+    pub stderr: Tail,
+}
+
+/// Runs `script` with `env` added, in its own process group, bounded by `timeout`; every
+/// process left in the group is killed before this returns.
+pub fn run_program(script: &Script, env: &[(&str, String)], timeout: Duration) -> Finished {
+    let failed = |reason| Finished {
+        result: Err(reason),
+        stdout: Tail::default(),
+        stderr: Tail::default(),
+    };
+    let deadline = Instant::now() + timeout;
+    let spawned = Command::new(&script.program)
+        .args(&script.args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return failed(spawn_reason(&e)),
+    };
+    let pid = child.id();
+    let pipes = [
+        child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
+        child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
+    ];
+    let reader = thread::Builder::new()
+        .name("script-output".into())
+        .stack_size(READER_STACK)
+        .spawn(move || drain(pipes, deadline + DRAIN_GRACE));
+    let reader = match reader {
+        Ok(r) => r,
+        Err(e) => {
+            kill_and_reap(pid, &mut child);
+            return failed(format!(
+                "cannot start a thread to read its output: {}",
+                describe(&e)
+            ));
+        }
+    };
+    let exit = match child.wait_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(Some(status)) => {
+            // The leader is reaped, but its group id stays reserved while any member lives,
+            // so this reaches only what the script left behind (ESRCH when nothing).
+            let _ = sys::kill_group(pid);
+            Ok(status)
+        }
+        Ok(None) => {
+            // Not reaped yet: the group id cannot have been reused.
+            kill_and_reap(pid, &mut child);
+            Err(format!("timed out after {}", seconds(timeout)))
+        }
+        Err(e) => {
+            kill_and_reap(pid, &mut child);
+            Err(format!("cannot wait for it: {}", describe(&e)))
+        }
+    };
+    // The reader stops by itself at its deadline, so this join is bounded.
+    let [stdout, stderr] = reader.join().unwrap_or_default();
+    let result = match exit {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(exit_reason(status)),
+        Err(reason) => Err(reason),
+    };
+    Finished {
+        result,
+        stdout,
+        stderr,
     }
 }
 
