@@ -90,6 +90,14 @@ pub const OPTIONS: &[Opt] = &[
         help: "Deadline of each --http check. Fractions allowed. [default: 5]",
     },
     Opt {
+        name: "deadline",
+        short: None,
+        value: Some("SECONDS"),
+        help: "Cap on the time of one whole run: checks still running then fail\n\
+               with the reason deadline and their processes are killed. Keep it\n\
+               under the load balancer's probe timeout. [default: off]",
+    },
+    Opt {
         name: "singleflight",
         short: None,
         value: None,
@@ -170,7 +178,9 @@ pub const OPTIONS: &[Opt] = &[
         name: "workers",
         short: None,
         value: Some("N"),
-        help: "How many check runs may proceed at once, 1-1024. [default: 8]",
+        help: "How many check runs may proceed at once, 1-1024; also how many\n\
+               script processes may exist at once (others wait within their\n\
+               timeout, then fail as busy). [default: 8]",
     },
     Opt {
         name: "max-connections",
@@ -178,6 +188,20 @@ pub const OPTIONS: &[Opt] = &[
         value: Some("N"),
         help: "Most HTTP connections served at once, 1-65535; when all are taken\n\
                the one idle the longest is closed. [default: 256]",
+    },
+    Opt {
+        name: "idle-timeout",
+        short: None,
+        value: Some("SECONDS"),
+        help: "Close a connection idle this long before a request; a request\n\
+               head or body must also arrive within it. [default: 10]",
+    },
+    Opt {
+        name: "shutdown-delay",
+        short: None,
+        value: Some("SECONDS"),
+        help: "After SIGTERM, keep serving this long but answer failure (504, 503\n\
+               on /ready) so the load balancer drains the host. [default: 0]",
     },
     Opt {
         name: "help",
@@ -260,6 +284,12 @@ pub struct Config {
     pub workers: usize,
     /// How many connections are served at once.
     pub max_connections: usize,
+    /// Cap on one whole run.
+    pub deadline: Option<Duration>,
+    /// How long a connection may idle, and a head or body take.
+    pub idle_timeout: Duration,
+    /// How long to keep serving failure after SIGTERM.
+    pub shutdown_delay: Duration,
 }
 
 /// A `--script` value split into its program and arguments.
@@ -295,6 +325,9 @@ impl Default for Config {
             log_level: None,
             workers: 8,
             max_connections: 256,
+            deadline: None,
+            idle_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -441,6 +474,8 @@ where
 /// Options that only make sense while serving, refused with `--once` rather than ignored.
 const SERVING_ONLY: &[&str] = &[
     "listener",
+    "idle-timeout",
+    "shutdown-delay",
     "max-connections",
     "workers",
     "singleflight",
@@ -489,12 +524,10 @@ fn apply(config: &mut Config, name: &str, value: &str) -> Result<(), String> {
         "unhealthy-threshold" => config.unhealthy_threshold = parse_threshold(value)?,
         "interval" => config.interval = Some(parse_seconds(value)?),
         "cache-ttl" => config.cache_ttl = Some(parse_seconds(value)?),
-        "grace-period" => {
-            config.grace_period = match value {
-                "0" => Duration::ZERO,
-                v => parse_seconds(v)?,
-            }
-        }
+        "grace-period" => config.grace_period = parse_seconds_or_zero(value)?,
+        "deadline" => config.deadline = Some(parse_seconds(value)?),
+        "idle-timeout" => config.idle_timeout = parse_seconds(value)?,
+        "shutdown-delay" => config.shutdown_delay = parse_seconds_or_zero(value)?,
         "on-change" => config.on_change = Some(parse_script(value)?),
         "once" => config.once = parse_bool(value)?,
         "format" => {
@@ -550,6 +583,17 @@ pub fn parse_seconds(s: &str) -> Result<Duration, String> {
         Ok(x) if plain && x > MAX_SECONDS => Err(format!("more than {MAX_SECONDS} seconds")),
         _ => Err("not a positive number of seconds".to_string()),
     }
+}
+
+/// Like [`parse_seconds`], but 0 (off) is allowed too.
+fn parse_seconds_or_zero(s: &str) -> Result<Duration, String> {
+    if !s.is_empty()
+        && s.bytes().all(|b| b == b'0' || b == b'.')
+        && s.bytes().filter(|&b| b == b'.').count() <= 1
+    {
+        return Ok(Duration::ZERO);
+    }
+    parse_seconds(s).map_err(|e| e.replace("positive", "non-negative"))
 }
 
 fn parse_bool(s: &str) -> Result<bool, String> {
@@ -934,6 +978,65 @@ mod tests {
         assert!(matches!(parse_args(["-h"]), Ok(Command::Help)));
         assert!(matches!(parse_args(["--version"]), Ok(Command::Version)));
         assert!(matches!(parse_args(["-v"]), Ok(Command::Version)));
+    }
+
+    /// Random command lines from the real option names and hostile values, for
+    /// `FUZZ_SECONDS` (default 0.5): parsing must never panic.
+    #[test]
+    fn fuzz_option_parsing() {
+        let secs: f64 = std::env::var("FUZZ_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.5);
+        let values = [
+            "",
+            "0",
+            "1",
+            "-1",
+            "65535",
+            "65536",
+            "1e9",
+            "0.0001",
+            "86400.1",
+            "NaN",
+            "'",
+            "\"",
+            "\\",
+            "a b",
+            "[::1]:80",
+            "http://",
+            "https://x",
+            "h:1,send=\\",
+            "true",
+            "json",
+            "\u{0}",
+            "ä",
+            ":",
+            "=",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(secs);
+        while std::time::Instant::now() < deadline {
+            let mut args = Vec::new();
+            for _ in 0..next(6) {
+                let o = &OPTIONS[next(OPTIONS.len())];
+                match next(4) {
+                    0 => args.push(format!("--{}={}", o.name, values[next(values.len())])),
+                    1 => args.push(values[next(values.len())].to_string()),
+                    _ => {
+                        args.push(format!("--{}", o.name));
+                        args.push(values[next(values.len())].to_string());
+                    }
+                }
+            }
+            let _ = parse_args(&args);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The host's health over time: when runs happen (on demand, cached, or on an interval, after
 //! a grace period), recording them into the state, and telling the log and the hook of changes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub struct Monitor {
     /// No run starts before this instant (`--grace-period`).
     first_run_at: Instant,
     hook: Option<&'static Hook>,
+    /// Set on SIGTERM: answer failure without running checks (`--shutdown-delay`).
+    stopping: AtomicBool,
 }
 
 struct Tracked {
@@ -66,7 +69,18 @@ impl Monitor {
             mode,
             first_run_at,
             hook,
+            stopping: AtomicBool::new(false),
         }
+    }
+
+    /// From now on, answer failure: the host is going away.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the host is going away.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// Calls `f` with the current state, locked for the call.

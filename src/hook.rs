@@ -9,10 +9,11 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{error, info, warn};
 
+use crate::check::Budget;
 use crate::check::script::run_program;
 use crate::cli::Script;
 use crate::state::Change;
@@ -95,7 +96,8 @@ impl Hook {
             ("HEALTH_CHECKER_REASONS", c.reasons.join("\n")),
             ("HEALTH_CHECKER_TIME", time::rfc3339(event.at)),
         ];
-        let done = run_program(&self.script, &env, self.timeout);
+        let budget = Budget::new(Instant::now(), self.timeout, None);
+        let done = run_program(&self.script, &env, budget);
         let output = format!(
             "stdout {:?} stderr {:?}",
             done.stdout.text(),

@@ -12,11 +12,15 @@
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info};
+
+use crate::sys;
 
 /// Longest request line, and longest header line: what common servers accept by default.
 pub const MAX_LINE: usize = 8 * 1024;
@@ -26,9 +30,6 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEAD: usize = 32 * 1024;
 /// Largest body read and discarded to keep a connection alive; larger ones close it.
 pub const MAX_BODY_SKIP: u64 = 64 * 1024;
-/// How long a connection may sit idle before a request head, and how long a head (or a
-/// skipped body) may take to arrive once started.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one response write may block on a client that does not read.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// First size of a connection's read buffer; it grows to [`MAX_HEAD`] only for large heads.
@@ -89,44 +90,132 @@ pub trait Handler: Send + Sync + 'static {
     fn answered(&self, _status: u16) {}
 }
 
-/// Serves `listener` forever with at most `max_connections` connections at once.
-pub fn serve<H: Handler>(listener: TcpListener, max_connections: usize, handler: Arc<H>) {
-    let slots = Arc::new(Slots::new(max_connections));
-    let mut failing = false;
-    loop {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // EMFILE and friends pass; stopping the accept loop would make the host look dead.
-                if !failing {
-                    error!(
-                        "accept failed: {e}; retrying every {} ms",
-                        ACCEPT_PAUSE.as_millis()
-                    );
-                    failing = true;
-                }
-                thread::sleep(ACCEPT_PAUSE);
-                continue;
-            }
-        };
-        if failing {
-            info!("accepting connections again");
-            failing = false;
+/// The server: a listener, its connection slots and the handler.
+pub struct Server<H> {
+    listener: TcpListener,
+    slots: Arc<Slots>,
+    handler: Arc<H>,
+    idle_timeout: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+/// Stops a [`Server`]'s accept loop from another thread.
+pub struct Stopper {
+    fd: RawFd,
+    stop: Arc<AtomicBool>,
+}
+
+impl Stopper {
+    /// Makes `serve` return. The server (and so its listener) must still exist.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Err(e) = sys::shutdown_listener(self.fd) {
+            error!("cannot stop the listener: {e}");
         }
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// A server on `listener` with at most `max_connections` connections at once, closing
+    /// connections idle for `idle_timeout`.
+    pub fn new(
+        listener: TcpListener,
+        max_connections: usize,
+        idle_timeout: Duration,
+        handler: Arc<H>,
+    ) -> Self {
+        Server {
+            listener,
+            slots: Arc::new(Slots::new(max_connections)),
+            handler,
+            idle_timeout,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A handle that stops [`Server::serve`].
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            fd: self.listener.as_raw_fd(),
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Accepts and serves connections until stopped.
+    pub fn serve(&self) {
+        let mut failing = false;
+        loop {
+            let accepted = self.listener.accept();
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends pass; stopping the accept loop would make the host
+                    // look dead. Out of descriptors, the longest-idle connection gives its own.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        self.slots.lock().evict_oldest_idle();
+                    }
+                    if !failing {
+                        error!(
+                            "accept failed: {e}; retrying every {} ms",
+                            ACCEPT_PAUSE.as_millis()
+                        );
+                        failing = true;
+                    }
+                    thread::sleep(ACCEPT_PAUSE);
+                    continue;
+                }
+            };
+            if failing {
+                info!("accepting connections again");
+                failing = false;
+            }
+            self.spawn(stream);
+        }
+    }
+
+    fn spawn(&self, stream: TcpStream) {
         let stream = Arc::new(stream);
-        let slot = slots.take(&stream);
-        let (s, h, st) = (slots.clone(), handler.clone(), stream.clone());
+        let slot = self.slots.take(&stream);
+        let (slots, handler, idle) = (self.slots.clone(), self.handler.clone(), self.idle_timeout);
         let spawned = thread::Builder::new()
             .name("conn".into())
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
-                let _release = Release { slots: &s, slot };
-                Connection::new(&st, &s, slot).serve(&*h);
+                let _release = Release {
+                    slots: &slots,
+                    slot,
+                };
+                Connection::new(&stream, &slots, slot, idle).serve(&*handler);
             });
         if let Err(e) = spawned {
             error!("cannot start a connection thread: {e}; closing the connection");
-            slots.release(slot);
+            self.slots.release(slot);
+        }
+    }
+
+    /// After `serve` returned: closes idle connections, lets busy ones finish their request
+    /// (and close) until `timeout`, and says how many were still busy then.
+    pub fn drain(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut t = self.slots.lock();
+        t.draining = true;
+        loop {
+            while t.evict_oldest_idle() {}
+            let busy = t.slots.iter().filter(|s| s.stream.is_some()).count();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if busy == 0 || left.is_zero() {
+                return busy;
+            }
+            t = self
+                .slots
+                .freed
+                .wait_timeout(t, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 }
@@ -140,6 +229,8 @@ struct Slots {
 struct Table {
     slots: Vec<Slot>,
     free: Vec<usize>,
+    /// Set at shutdown: connections close instead of waiting for another request.
+    draining: bool,
 }
 
 #[derive(Default)]
@@ -149,12 +240,31 @@ struct Slot {
     idle_since: Option<Instant>,
 }
 
+impl Table {
+    /// Shuts down the connection that has waited longest for a request head, if any; its
+    /// blocked read returns at once and its thread then frees the slot.
+    fn evict_oldest_idle(&mut self) -> bool {
+        let oldest = self
+            .slots
+            .iter_mut()
+            .filter(|s| s.idle_since.is_some())
+            .min_by_key(|s| s.idle_since);
+        let Some(slot) = oldest else { return false };
+        slot.idle_since = None;
+        if let Some(s) = &slot.stream {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        true
+    }
+}
+
 impl Slots {
     fn new(n: usize) -> Self {
         Slots {
             table: Mutex::new(Table {
                 slots: (0..n).map(|_| Slot::default()).collect(),
                 free: (0..n).rev().collect(),
+                draining: false,
             }),
             freed: Condvar::new(),
         }
@@ -176,17 +286,7 @@ impl Slots {
                 };
                 return i;
             }
-            let oldest = t
-                .slots
-                .iter_mut()
-                .filter(|s| s.idle_since.is_some())
-                .min_by_key(|s| s.idle_since);
-            if let Some(slot) = oldest {
-                // Its blocked read returns at once; the thread then frees the slot.
-                slot.idle_since = None;
-                if let Some(s) = &slot.stream {
-                    let _ = s.shutdown(Shutdown::Both);
-                }
+            if t.evict_oldest_idle() {
                 debug!("all connection slots taken: closed the one idle the longest");
             }
             // Wake up now and then: a connection that turns idle does not signal.
@@ -198,8 +298,14 @@ impl Slots {
         }
     }
 
-    fn set_idle(&self, slot: usize, idle: bool) {
-        self.lock().slots[slot].idle_since = idle.then(Instant::now);
+    /// Marks a connection as waiting for a request head (or not); false when it should close.
+    fn set_idle(&self, slot: usize, idle: bool) -> bool {
+        let mut t = self.lock();
+        if idle && t.draining {
+            return false;
+        }
+        t.slots[slot].idle_since = idle.then(Instant::now);
+        true
     }
 
     fn release(&self, slot: usize) {
@@ -207,7 +313,7 @@ impl Slots {
         t.slots[slot] = Slot::default();
         t.free.push(slot);
         drop(t);
-        self.freed.notify_one();
+        self.freed.notify_all();
     }
 }
 
@@ -242,18 +348,21 @@ struct Connection<'a> {
     /// Bytes read; `buf[..filled]` is valid, starting with the next request.
     buf: Vec<u8>,
     filled: usize,
-    /// Whether the read timeout differs from [`IDLE_TIMEOUT`] and must be reset.
+    /// How long to wait for a request head, or for a head or body to finish arriving.
+    idle: Duration,
+    /// Whether the read timeout differs from `idle` and must be reset.
     timeout_changed: bool,
     out: Vec<u8>,
     res: Response,
 }
 
 impl<'a> Connection<'a> {
-    fn new(stream: &'a TcpStream, slots: &'a Slots, slot: usize) -> Self {
+    fn new(stream: &'a TcpStream, slots: &'a Slots, slot: usize, idle: Duration) -> Self {
         Connection {
             stream,
             slots,
             slot,
+            idle,
             buf: vec![0; INITIAL_BUFFER],
             filled: 0,
             timeout_changed: false,
@@ -269,14 +378,17 @@ impl<'a> Connection<'a> {
     fn serve(mut self, handler: &dyn Handler) {
         // Responses go out in one write each, so Nagle's algorithm could only delay them.
         let _ = self.stream.set_nodelay(true);
-        if self.stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err()
+        if self.stream.set_read_timeout(Some(self.idle)).is_err()
             || self.stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err()
         {
             return;
         }
         loop {
-            self.slots.set_idle(self.slot, true);
+            if !self.slots.set_idle(self.slot, true) {
+                return;
+            }
             let head = self.read_head();
+            // A head that arrived is served even while draining; the next wait closes.
             self.slots.set_idle(self.slot, false);
             let head_len = match head {
                 Ok(n) => n,
@@ -300,7 +412,7 @@ impl<'a> Connection<'a> {
     fn read_head(&mut self) -> Result<usize, HeadError> {
         if self.timeout_changed {
             self.stream
-                .set_read_timeout(Some(IDLE_TIMEOUT))
+                .set_read_timeout(Some(self.idle))
                 .map_err(|_| HeadError::Gone)?;
             self.timeout_changed = false;
         }
@@ -317,9 +429,9 @@ impl<'a> Connection<'a> {
                 self.buf.resize(grown, 0);
             }
             if self.filled > 0 {
-                // A head has started: from now on it must finish within IDLE_TIMEOUT in all,
+                // A head has started: from now on it must finish within the idle timeout in all,
                 // however slowly its bytes trickle in.
-                let d = *deadline.get_or_insert_with(|| Instant::now() + IDLE_TIMEOUT);
+                let d = *deadline.get_or_insert_with(|| Instant::now() + self.idle);
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
                     return Err(HeadError::Timeout);
@@ -339,34 +451,14 @@ impl<'a> Connection<'a> {
     /// Parses the head in `buf[..head_len]`, calls the handler and writes the response.
     fn answer(&mut self, head_len: usize, handler: &dyn Handler) -> Result<Next, u16> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&self.buf[..head_len]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(400),
-            Err(httparse::Error::TooManyHeaders) => return Err(431),
-            Err(httparse::Error::Version) => return Err(505),
-            Err(_) => return Err(400),
-        }
-        let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version)
-        else {
-            return Err(400);
-        };
-        if line_end(&self.buf[..head_len]) > MAX_LINE {
-            return Err(414);
-        }
-        if req
-            .headers
-            .iter()
-            .any(|h| h.name.len() + h.value.len() + 4 > MAX_LINE)
-        {
-            return Err(431);
-        }
-        let framing = Framing::of(req.headers)?;
-        let keep_alive = framing.keeps_alive() && wants_keep_alive(version, req.headers);
-        let request = Request {
-            target,
-            headers: req.headers,
-        };
+        let Head {
+            method,
+            version,
+            framing,
+            keep_alive,
+            request,
+        } = parse(&self.buf[..head_len], &mut headers)?;
+        let target = request.target;
         self.res.status = 200;
         self.res.content_type = "text/plain; charset=utf-8";
         self.res.body.clear();
@@ -399,7 +491,7 @@ impl<'a> Connection<'a> {
         if left == 0 {
             return Ok(());
         }
-        let deadline = Instant::now() + IDLE_TIMEOUT;
+        let deadline = Instant::now() + self.idle;
         self.timeout_changed = true;
         while left > 0 {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -452,6 +544,54 @@ impl<'a> Connection<'a> {
             }
         }
     }
+}
+
+/// A request head that passed every check, ready for the handler.
+struct Head<'b, 'h> {
+    method: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    version: u8,
+    framing: Framing,
+    keep_alive: bool,
+    request: Request<'h>,
+}
+
+/// Parses a complete request head (`buf` ends with its empty line) and applies every limit
+/// and framing rule; the error is the status to answer with before closing.
+fn parse<'b: 'h, 'h>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Head<'b, 'h>, u16> {
+    let mut req = httparse::Request::new(headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(400),
+        Err(httparse::Error::TooManyHeaders) => return Err(431),
+        Err(httparse::Error::Version) => return Err(505),
+        Err(_) => return Err(400),
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(400);
+    };
+    if line_end(buf) > MAX_LINE {
+        return Err(414);
+    }
+    let headers: &'h [httparse::Header<'b>] = req.headers;
+    if headers
+        .iter()
+        .any(|h| h.name.len() + h.value.len() + 4 > MAX_LINE)
+    {
+        return Err(431);
+    }
+    let framing = Framing::of(headers)?;
+    let keep_alive = framing.keeps_alive() && wants_keep_alive(version, headers);
+    Ok(Head {
+        method,
+        version,
+        framing,
+        keep_alive,
+        request: Request { target, headers },
+    })
 }
 
 /// What happens after a response.
@@ -616,6 +756,7 @@ fn write_response(out: &mut Vec<u8>, res: &Response, connection: Option<&str>, h
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     fn hdr<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
         httparse::Header {
@@ -708,6 +849,144 @@ mod tests {
             .collect();
         assert_eq!(check_partial(&many), Err(HeadError::Reject(431)));
         assert_eq!(check_partial(b"GET / HTTP/1.1\r\nHost"), Ok(()));
+    }
+
+    fn parse_str(s: &str) -> Result<(Framing, bool, String), u16> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parse(s.as_bytes(), &mut headers)
+            .map(|h| (h.framing, h.keep_alive, h.request.target.to_string()))
+    }
+
+    #[test]
+    fn parse_applies_limits_and_rules() {
+        assert_eq!(
+            parse_str("GET /x?y HTTP/1.1\r\n\r\n"),
+            Ok((Framing::Length(0), true, "/x?y".into()))
+        );
+        assert_eq!(
+            parse_str("GET / HTTP/1.0\r\n\r\n"),
+            Ok((Framing::Length(0), false, "/".into()))
+        );
+        assert_eq!(parse_str("GET / HTTP/9.9\r\n\r\n"), Err(505));
+        assert_eq!(parse_str("GET\r\n\r\n"), Err(400));
+        assert_eq!(parse_str("\u{1}\u{2} / HTTP/1.1\r\n\r\n"), Err(400));
+        let long_target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_LINE));
+        assert_eq!(parse_str(&long_target), Err(414));
+        let long_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_LINE));
+        assert_eq!(parse_str(&long_header), Err(431));
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "X: y\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(parse_str(&many), Err(431));
+        let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse_str(chunked), Ok((Framing::Unread, false, "/".into())));
+    }
+
+    /// A small xorshift generator: reproducible inputs without a crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Feeds generated and mutated request heads to the head scanner, the limit checks and the
+    /// parser for `FUZZ_SECONDS` (default 0.5): none may panic, and what parses must be sane.
+    #[test]
+    fn fuzz_request_parsing() {
+        let secs: f64 = std::env::var("FUZZ_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.5);
+        let seed = std::env::var("FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(seed);
+        let seeds: [&[u8]; 4] = [
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /a?b=c HTTP/1.0\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\r\n",
+            b"HEAD * HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            b"GET / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 18446744073709551615\r\n\r\n",
+        ];
+        let alphabet = b"\r\n :,;-0123456789aAzZ/?*\x00\x7f\xff\t";
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        let mut cases = 0u64;
+        while Instant::now() < deadline {
+            for _ in 0..256 {
+                let mut buf: Vec<u8> = if rng.below(4) == 0 {
+                    (0..rng.below(400)).map(|_| rng.next() as u8).collect()
+                } else {
+                    seeds[rng.below(seeds.len())].to_vec()
+                };
+                for _ in 0..rng.below(8) {
+                    let at = rng.below(buf.len() + 1);
+                    match rng.below(3) {
+                        0 if at < buf.len() => buf[at] = alphabet[rng.below(alphabet.len())],
+                        1 => buf.insert(at, alphabet[rng.below(alphabet.len())]),
+                        _ if at < buf.len() => {
+                            buf.remove(at);
+                        }
+                        _ => {}
+                    }
+                }
+                let _ = check_partial(&buf);
+                if let Some(end) = head_end(&buf, rng.below(buf.len() + 1)) {
+                    assert!(end <= buf.len());
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    if let Ok(h) = parse(&buf[..end], &mut headers) {
+                        assert!(h.version <= 1);
+                        if let Framing::Length(n) = h.framing {
+                            assert!(n <= MAX_BODY_SKIP);
+                        } else {
+                            assert!(!h.keep_alive);
+                        }
+                    }
+                }
+                cases += 1;
+            }
+        }
+        eprintln!("fuzz_request_parsing: {cases} cases, seed {seed}");
+    }
+
+    struct Panicky;
+
+    impl Handler for Panicky {
+        fn handle(&self, req: &Request<'_>, res: &mut Response) {
+            if req.path() == "/panic" {
+                panic!("a handler bug");
+            }
+            res.body.push_str("fine");
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_costs_one_connection_not_the_server() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = Server::new(l, 1, Duration::from_secs(5), Arc::new(Panicky));
+        thread::spawn(move || server.serve());
+        let ask = |path: &str| {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes())
+                .unwrap();
+            let mut out = String::new();
+            let _ = c.read_to_string(&mut out);
+            out
+        };
+        assert_eq!(ask("/panic"), "");
+        // One slot only: it must have been freed by the panicking thread's unwinding.
+        assert!(ask("/").ends_with("\r\n\r\nfine"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod gate;
 mod health;
 mod hook;
 mod http;
+mod limit;
 mod report;
 mod run;
 mod server;
@@ -20,6 +21,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{LevelFilter, error, info};
@@ -30,6 +32,12 @@ use crate::cli::{Command, Config, UsageError};
 const EXIT_USAGE: u8 = 2;
 /// The listener (or a thread it needs) cannot be opened.
 const EXIT_LISTEN: u8 = 1;
+/// How long a shutdown waits for requests in flight before their scripts are killed.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// After killing the scripts of requests still in flight, how long those get to answer.
+const FINAL_ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
+/// Stack of the thread that waits for SIGTERM and SIGINT.
+const SIGNAL_STACK: usize = 64 * 1024;
 /// `--once` found a failing check.
 const EXIT_UNHEALTHY: u8 = 1;
 
@@ -71,7 +79,7 @@ fn once(config: &Config) -> Result<(), u8> {
     let checks = check::from_config(config);
     let names = checks.iter().map(|c| c.name().to_string());
     let mut state = state::State::new(names, state::Thresholds::default());
-    let runner = run::Runner::new(checks, 1, worker_wait(config));
+    let runner = run::Runner::new(checks, 1, worker_wait(config), config.deadline);
     state.record(runner.run());
     let mut out = String::new();
     match config.format {
@@ -100,6 +108,10 @@ fn worker_wait(config: &Config) -> Duration {
 
 fn serve(config: Config) -> Result<(), u8> {
     let started = Instant::now();
+    // Before any thread starts, so that every thread inherits the mask.
+    if let Err(e) = sys::block_termination() {
+        error!("cannot block SIGTERM and SIGINT for a graceful shutdown: {e}");
+    }
     let listener = TcpListener::bind(config.listener).map_err(|e| {
         error!(
             "cannot listen on {}: {}",
@@ -134,7 +146,12 @@ fn serve(config: Config) -> Result<(), u8> {
         healthy: config.healthy_threshold,
         unhealthy: config.unhealthy_threshold,
     };
-    let runner = run::Runner::new(checks, config.workers, worker_wait(&config));
+    let runner = run::Runner::new(
+        checks,
+        config.workers,
+        worker_wait(&config),
+        config.deadline,
+    );
     // The monitor lives as long as the process; leaking it lets every thread borrow it.
     let monitor: &'static health::Monitor = Box::leak(Box::new(health::Monitor::new(
         runner,
@@ -146,7 +163,48 @@ fn serve(config: Config) -> Result<(), u8> {
     )));
     monitor.start_interval().map_err(|_| EXIT_LISTEN)?;
     let app = Arc::new(server::App::new(monitor));
-    http::serve(listener, config.max_connections, app);
+    let server = http::Server::new(listener, config.max_connections, config.idle_timeout, app);
+    let stopper = server.stopper();
+    let delay = config.shutdown_delay;
+    thread::Builder::new()
+        .name("signals".into())
+        .stack_size(SIGNAL_STACK)
+        .spawn(move || {
+            let Some(sig) = sys::wait_termination(None) else {
+                return;
+            };
+            monitor.stop();
+            if delay.is_zero() {
+                info!("{sig}: shutting down");
+            } else {
+                info!(
+                    "{sig}: answering failure for {} before shutting down",
+                    check::seconds(delay)
+                );
+                if let Some(again) = sys::wait_termination(Some(delay)) {
+                    info!("{again} again: shutting down now");
+                }
+            }
+            stopper.stop();
+        })
+        .map_err(|e| {
+            error!("cannot start the signal thread: {e}");
+            EXIT_LISTEN
+        })?;
+    server.serve();
+    let busy = server.drain(DRAIN_TIMEOUT);
+    if busy > 0 {
+        info!(
+            "{busy} requests still in flight after {} s; ending them",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+    check::script::kill_all();
+    if busy > 0 {
+        // Their scripts are gone now: let those requests send their (failed) answers.
+        server.drain(FINAL_ANSWER_TIMEOUT);
+    }
+    info!("stopped");
     Ok(())
 }
 

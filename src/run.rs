@@ -1,12 +1,13 @@
-//! One run: every check once, concurrently, at most `--workers` runs at a time.
+//! One run: every check once, concurrently, at most `--workers` runs at a time, all within
+//! the overall `--deadline` when one is set.
 
-use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{error, warn};
 
 use crate::check::{Check, Outcome, Status};
+use crate::limit::Semaphore;
 
 /// Stack of a thread that runs one check: a connect or a spawn, a few formatted strings.
 const CHECK_STACK: usize = 128 * 1024;
@@ -15,18 +16,26 @@ const CHECK_STACK: usize = 128 * 1024;
 pub struct Runner {
     checks: Vec<Check>,
     workers: Semaphore,
-    /// How long a run may wait for a worker before it fails: the longest check timeout, so a
-    /// queued request is answered no later than one that ran.
+    /// How long a run may wait for a worker before it fails.
     worker_wait: Duration,
+    /// Cap on one whole run (`--deadline`).
+    deadline: Option<Duration>,
 }
 
 impl Runner {
-    /// A runner for `checks` with `workers` concurrent runs, waiting at most `worker_wait` for one.
-    pub fn new(checks: Vec<Check>, workers: usize, worker_wait: Duration) -> Self {
+    /// A runner for `checks` with `workers` concurrent runs, waiting at most `worker_wait` for
+    /// one, each run capped by `deadline` when set.
+    pub fn new(
+        checks: Vec<Check>,
+        workers: usize,
+        worker_wait: Duration,
+        deadline: Option<Duration>,
+    ) -> Self {
         Runner {
             checks,
             workers: Semaphore::new(workers),
             worker_wait,
+            deadline,
         }
     }
 
@@ -37,22 +46,30 @@ impl Runner {
 
     /// Runs every check once and logs each failure; outcomes come in check order.
     pub fn run(&self) -> Vec<Outcome> {
-        let Some(_permit) = self.workers.acquire(self.worker_wait) else {
-            let reason = format!(
-                "busy: all {} check workers stayed in use",
-                self.workers.size
-            );
+        let start = Instant::now();
+        let deadline = self.deadline.map(|d| start + d);
+        let wait_until = deadline.map_or(start + self.worker_wait, |d| {
+            d.min(start + self.worker_wait)
+        });
+        let Some(_permit) = self.workers.acquire(wait_until) else {
+            let reason = match deadline {
+                Some(d) if d <= wait_until => "deadline".to_string(),
+                _ => format!(
+                    "busy: all {} check workers stayed in use",
+                    self.workers.size()
+                ),
+            };
             warn!("run skipped: {reason}");
             return self
                 .checks
                 .iter()
                 .map(|_| Outcome {
                     status: Status::Fail(reason.clone()),
-                    duration: self.worker_wait,
+                    duration: start.elapsed(),
                 })
                 .collect();
         };
-        let outcomes = run_all(&self.checks);
+        let outcomes = run_all(&self.checks, deadline);
         for (check, o) in self.checks.iter().zip(&outcomes) {
             if let Status::Fail(reason) = &o.status {
                 warn!("{} failed: {reason}", check.name());
@@ -63,12 +80,12 @@ impl Runner {
 }
 
 /// Runs the first check on this thread and each other one on a scoped thread of its own.
-fn run_all(checks: &[Check]) -> Vec<Outcome> {
+fn run_all(checks: &[Check], deadline: Option<Instant>) -> Vec<Outcome> {
     let Some((first, rest)) = checks.split_first() else {
         return Vec::new();
     };
     if rest.is_empty() {
-        return vec![first.run()];
+        return vec![first.run(deadline)];
     }
     thread::scope(|s| {
         let spawned: Vec<_> = rest
@@ -76,21 +93,21 @@ fn run_all(checks: &[Check]) -> Vec<Outcome> {
             .map(|c| {
                 thread::Builder::new()
                     .stack_size(CHECK_STACK)
-                    .spawn_scoped(s, move || c.run())
+                    .spawn_scoped(s, move || c.run(deadline))
             })
             .collect();
         let mut outcomes = Vec::with_capacity(checks.len());
-        outcomes.push(first.run());
+        outcomes.push(first.run(deadline));
         for (c, handle) in rest.iter().zip(spawned) {
             let outcome = match handle {
                 Ok(h) => h.join().unwrap_or_else(|_| panicked(c)),
-                // Out of threads: run it here rather than not at all; still within its own deadline.
+                // Out of threads: run it here rather than not at all; still within its deadline.
                 Err(e) => {
                     error!(
                         "cannot start a thread for {}: {e}; running it in turn",
                         c.name()
                     );
-                    c.run()
+                    c.run(deadline)
                 }
             };
             outcomes.push(outcome);
@@ -107,56 +124,12 @@ fn panicked(c: &Check) -> Outcome {
     }
 }
 
-/// A counting semaphore with a bounded wait.
-struct Semaphore {
-    size: usize,
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-/// Holds one unit of a [`Semaphore`] until dropped.
-struct Permit<'a>(&'a Semaphore);
-
-impl Semaphore {
-    fn new(size: usize) -> Self {
-        Semaphore {
-            size,
-            free: Mutex::new(size),
-            freed: Condvar::new(),
-        }
-    }
-
-    fn acquire(&self, wait: Duration) -> Option<Permit<'_>> {
-        let deadline = Instant::now() + wait;
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        while *free == 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            free = self
-                .freed
-                .wait_timeout(free, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        *free -= 1;
-        Some(Permit(self))
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.0.freed.notify_one();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::check::script::ScriptCheck;
     use crate::cli::Script;
+    use std::sync::Arc;
 
     fn sleeper(secs: &str) -> Check {
         Check::Script(ScriptCheck::new(
@@ -165,6 +138,7 @@ mod tests {
                 args: vec![secs.into()],
             },
             Duration::from_secs(10),
+            Arc::new(Semaphore::new(8)),
         ))
     }
 
@@ -174,6 +148,7 @@ mod tests {
             vec![sleeper("1"), sleeper("1"), sleeper("1")],
             1,
             Duration::from_secs(10),
+            None,
         );
         let start = Instant::now();
         let outcomes = runner.run();
@@ -187,22 +162,31 @@ mod tests {
     }
 
     #[test]
-    fn semaphore_bounds_and_times_out() {
-        let s = Semaphore::new(1);
-        let held = s.acquire(Duration::ZERO).unwrap();
-        assert!(s.acquire(Duration::from_millis(50)).is_none());
-        drop(held);
-        assert!(s.acquire(Duration::ZERO).is_some());
+    fn a_run_that_cannot_get_a_worker_fails_with_a_reason() {
+        let runner = Runner::new(vec![sleeper("0")], 1, Duration::from_millis(100), None);
+        let _held = runner.workers.acquire(Instant::now()).unwrap();
+        assert_eq!(
+            runner.run()[0].status,
+            Status::Fail("busy: all 1 check workers stayed in use".into())
+        );
     }
 
     #[test]
-    fn a_run_that_cannot_get_a_worker_fails_with_a_reason() {
-        let runner = Runner::new(vec![sleeper("0")], 1, Duration::from_millis(100));
-        let _held = runner.workers.acquire(Duration::ZERO).unwrap();
-        let outcomes = runner.run();
-        assert_eq!(
-            outcomes[0].status,
-            Status::Fail("busy: all 1 check workers stayed in use".into())
+    fn the_overall_deadline_cuts_slow_checks() {
+        let runner = Runner::new(
+            vec![sleeper("0"), sleeper("5")],
+            1,
+            Duration::from_secs(10),
+            Some(Duration::from_millis(300)),
         );
+        let start = Instant::now();
+        let outcomes = runner.run();
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(outcomes[0].status, Status::Pass);
+        assert_eq!(outcomes[1].status, Status::Fail("deadline".into()));
     }
 }

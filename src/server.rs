@@ -63,6 +63,12 @@ impl Handler for App {
                 self.monitor
                     .with_state(|s| report::metrics(s, &counts, &mut res.body));
             }
+            "/ready" if self.monitor.stopping() => {
+                res.status = 503;
+                res.content_type = JSON;
+                res.body
+                    .push_str("{\"ready\":false,\"reasons\":[\"shutting down\"]}");
+            }
             "/ready" => {
                 self.monitor.refresh();
                 res.content_type = JSON;
@@ -74,6 +80,17 @@ impl Handler for App {
                         503
                     }
                 });
+            }
+            _ if self.monitor.stopping() => {
+                res.status = 504;
+                if wants_json(req) {
+                    res.content_type = JSON;
+                    res.body
+                        .push_str("{\"status\":\"fail\",\"state\":\"stopping\",\"checks\":[]}");
+                } else {
+                    res.content_type = TEXT;
+                    res.body.push_str("FAIL: shutting down\n");
+                }
             }
             _ => {
                 self.monitor.refresh();

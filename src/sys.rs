@@ -1,4 +1,5 @@
-//! The only unsafe code: the few system calls std has no API for.
+//! The only unsafe code: the few system calls std has no API for (killing a process group,
+//! polling two pipes, waiting for termination signals, waking a blocked accept).
 //!
 //! Each function is a thin, checked wrapper around one libc call; the rest of the crate
 //! forbids `unsafe`.
@@ -54,6 +55,78 @@ pub fn poll_readable(fds: &[RawFd], timeout: Duration) -> io::Result<[bool; 2]> 
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
+    }
+}
+
+fn termination_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill the local set; no other memory.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        set
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in this thread and in every thread started after it, so they wait
+/// for [`wait_termination`] instead of killing the process. Call before starting any thread.
+/// Child processes do not inherit the mask: std clears it when it spawns them.
+pub fn block_termination() -> io::Result<()> {
+    let set = termination_set();
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    match unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Waits for SIGTERM or SIGINT (blocked by [`block_termination`]), at most `timeout` when one
+/// is given. Returns the signal's name, or `None` on timeout.
+pub fn wait_termination(timeout: Option<Duration>) -> Option<&'static str> {
+    let set = termination_set();
+    loop {
+        let sig = match timeout {
+            None => {
+                let mut sig: libc::c_int = 0;
+                // SAFETY: `set` is initialised and `sig` is a live local.
+                match unsafe { libc::sigwait(&set, &mut sig) } {
+                    0 => sig,
+                    _ => continue,
+                }
+            }
+            Some(t) => {
+                let ts = libc::timespec {
+                    tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+                    tv_nsec: t.subsec_nanos() as libc::c_long,
+                };
+                // SAFETY: `set` and `ts` are initialised locals; a null siginfo is allowed.
+                let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+                if r < 0 {
+                    if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return None;
+                }
+                r
+            }
+        };
+        return Some(if sig == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        });
+    }
+}
+
+/// Shuts down a listening socket so that a thread blocked in `accept` on it returns at once
+/// (Linux answers EINVAL) and later accepts fail. The caller keeps the socket open until then.
+pub fn shutdown_listener(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown(2) on a descriptor number; no memory is passed.
+    if unsafe { libc::shutdown(fd, libc::SHUT_RDWR) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

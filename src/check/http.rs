@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::Budget;
 use super::tcp::{self, Host, left};
-use super::{describe, seconds};
 
 /// Default `--http-timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,7 +90,8 @@ pub struct HttpCheck {
     url: Url,
     /// The request, built once.
     request: Vec<u8>,
-    timeout: Duration,
+    /// `--http-timeout`.
+    pub timeout: Duration,
 }
 
 impl HttpCheck {
@@ -111,21 +112,16 @@ impl HttpCheck {
         }
     }
 
-    /// Sends the request and reads the status; the error is the reason.
-    pub fn run(&self) -> Result<(), String> {
-        let deadline = Instant::now() + self.timeout;
+    /// Sends the request and reads the status within `budget`; the error is the reason.
+    pub fn run(&self, budget: Budget) -> Result<(), String> {
+        let deadline = budget.end;
         let addrs = match &self.url.host {
             Host::Ip(ip) => vec![SocketAddr::new(*ip, self.url.port)],
             Host::Name(name) => tcp::resolve(name, self.url.port, deadline)?,
         };
         let status = self
             .fetch_status(&addrs, deadline)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                    format!("timed out after {}", seconds(self.timeout))
-                }
-                _ => describe(&e),
-            })?;
+            .map_err(|e| tcp::reason(&e, budget))?;
         if (200..400).contains(&status) {
             Ok(())
         } else {

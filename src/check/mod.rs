@@ -5,9 +5,11 @@ pub mod script;
 pub mod tcp;
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::Config;
+use crate::limit::Semaphore;
 
 /// One configured check.
 #[derive(Debug)]
@@ -48,13 +50,13 @@ impl Check {
         }
     }
 
-    /// Runs the check once, within its own deadline.
-    pub fn run(&self) -> Outcome {
+    /// Runs the check once, within its own timeout and the overall `deadline`, if any.
+    pub fn run(&self, deadline: Option<Instant>) -> Outcome {
         let start = Instant::now();
         let result = match self {
-            Check::Tcp(c) => c.run(),
-            Check::Http(c) => c.run(),
-            Check::Script(c) => c.run(),
+            Check::Tcp(c) => c.run(Budget::new(start, c.timeout, deadline)),
+            Check::Http(c) => c.run(Budget::new(start, c.timeout, deadline)),
+            Check::Script(c) => c.run(Budget::new(start, c.timeout, deadline)),
         };
         Outcome {
             status: match result {
@@ -66,9 +68,50 @@ impl Check {
     }
 }
 
+/// When a check must end: its own timeout, or the overall deadline when that comes first.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// The instant the check must be done by.
+    pub end: Instant,
+    timeout: Duration,
+    /// Whether `end` is the overall deadline rather than the check's own timeout.
+    overall: bool,
+}
+
+impl Budget {
+    /// The budget of a check with `timeout` started at `start`, under `deadline`.
+    pub fn new(start: Instant, timeout: Duration, deadline: Option<Instant>) -> Budget {
+        let own = start + timeout;
+        match deadline {
+            Some(d) if d < own => Budget {
+                end: d,
+                timeout,
+                overall: true,
+            },
+            _ => Budget {
+                end: own,
+                timeout,
+                overall: false,
+            },
+        }
+    }
+
+    /// The reason for running out of time: `deadline`, or `timed out after 5s`.
+    pub fn expired(&self) -> String {
+        if self.overall {
+            "deadline".to_string()
+        } else {
+            format!("timed out after {}", seconds(self.timeout))
+        }
+    }
+}
+
 /// Every check the configuration asks for: `--port`, `--tcp`, `--http`, then `--script`,
 /// each kind in the order given.
 pub fn from_config(config: &Config) -> Vec<Check> {
+    // One bound for all scripts of all runs: however many requests arrive, at most this many
+    // script processes exist at once.
+    let script_slots = Arc::new(Semaphore::new(config.workers));
     let ports = config
         .ports
         .iter()
@@ -81,10 +124,13 @@ pub fn from_config(config: &Config) -> Vec<Check> {
         .http
         .iter()
         .map(|u| Check::Http(http::HttpCheck::new(u.clone(), config.http_timeout)));
-    let scripts = config
-        .scripts
-        .iter()
-        .map(|s| Check::Script(script::ScriptCheck::new(s.clone(), config.script_timeout)));
+    let scripts = config.scripts.iter().map(|s| {
+        Check::Script(script::ScriptCheck::new(
+            s.clone(),
+            config.script_timeout,
+            script_slots.clone(),
+        ))
+    });
     ports.chain(tcps).chain(https).chain(scripts).collect()
 }
 

@@ -12,14 +12,16 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::warn;
 use wait_timeout::ChildExt;
 
-use super::{describe, seconds};
+use super::{Budget, describe};
 use crate::cli::Script;
+use crate::limit::Semaphore;
 use crate::sys;
 
 /// Output kept per stream: enough for an error message, bounded for a script that floods.
@@ -31,28 +33,74 @@ const READER_STACK: usize = 64 * 1024;
 /// How long the reader waits past the deadline for the pipes to close after the kill.
 const DRAIN_GRACE: Duration = Duration::from_millis(250);
 
+/// Process groups of the scripts and hooks running now, for [`kill_all`] at shutdown. Its
+/// size is bounded by the script slots plus the one hook.
+static RUNNING: Mutex<Running> = Mutex::new(Running {
+    groups: Vec::new(),
+    stopping: false,
+});
+
+/// Kills the process group of every script and hook running now and of any started later
+/// (at shutdown, so that none outlives the process).
+pub fn kill_all() {
+    let mut r = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+    r.stopping = true;
+    for &pgid in &r.groups {
+        let _ = sys::kill_group(pgid);
+    }
+}
+
+/// Registers (or forgets) a running group; false when shutting down and it must not run.
+fn running(pgid: u32, on: bool) -> bool {
+    let mut r = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+    if !on {
+        r.groups.retain(|&p| p != pgid);
+        return true;
+    }
+    if r.stopping {
+        return false;
+    }
+    r.groups.push(pgid);
+    true
+}
+
+struct Running {
+    groups: Vec<u32>,
+    stopping: bool,
+}
+
 /// A program that must exit 0 before its timeout.
 #[derive(Debug)]
 pub struct ScriptCheck {
     /// `script PROGRAM`: the program only, never its arguments, which may hold secrets.
     pub name: String,
     script: Script,
-    timeout: Duration,
+    /// `--script-timeout`.
+    pub timeout: Duration,
+    /// Shared by every script check: how many script processes may run at once.
+    slots: Arc<Semaphore>,
 }
 
 impl ScriptCheck {
-    /// A check that runs `script` with `timeout`.
-    pub fn new(script: Script, timeout: Duration) -> Self {
+    /// A check that runs `script` with `timeout`, taking one of `slots` while it runs.
+    pub fn new(script: Script, timeout: Duration, slots: Arc<Semaphore>) -> Self {
         ScriptCheck {
             name: format!("script {}", script.program),
             script,
             timeout,
+            slots,
         }
     }
 
-    /// Runs the script once; the error is the reason (no output, no arguments).
-    pub fn run(&self) -> Result<(), String> {
-        let done = run_program(&self.script, &[], self.timeout);
+    /// Runs the script once within `budget`; the error is the reason (no output, no arguments).
+    pub fn run(&self, budget: Budget) -> Result<(), String> {
+        let Some(_slot) = self.slots.acquire(budget.end) else {
+            return Err(match budget.expired().as_str() {
+                "deadline" => "deadline".to_string(),
+                _ => format!("busy: {} scripts already running", self.slots.size()),
+            });
+        };
+        let done = run_program(&self.script, &[], budget);
         if done.result.is_err() && (!done.stdout.is_empty() || !done.stderr.is_empty()) {
             warn!(
                 "{} output: stdout {:?} stderr {:?}",
@@ -75,15 +123,15 @@ pub struct Finished {
     pub stderr: Tail,
 }
 
-/// Runs `script` with `env` added, in its own process group, bounded by `timeout`; every
-/// process left in the group is killed before this returns.
-pub fn run_program(script: &Script, env: &[(&str, String)], timeout: Duration) -> Finished {
+/// Runs `script` with `env` added, in its own process group, within `budget`; every process
+/// left in the group is killed before this returns.
+pub fn run_program(script: &Script, env: &[(&str, String)], budget: Budget) -> Finished {
     let failed = |reason| Finished {
         result: Err(reason),
         stdout: Tail::default(),
         stderr: Tail::default(),
     };
-    let deadline = Instant::now() + timeout;
+    let deadline = budget.end;
     let spawned = Command::new(&script.program)
         .args(&script.args)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -97,6 +145,10 @@ pub fn run_program(script: &Script, env: &[(&str, String)], timeout: Duration) -
         Err(e) => return failed(spawn_reason(&e)),
     };
     let pid = child.id();
+    if !running(pid, true) {
+        kill_and_reap(pid, &mut child);
+        return failed("shutting down".to_string());
+    }
     let pipes = [
         child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
         child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
@@ -125,13 +177,14 @@ pub fn run_program(script: &Script, env: &[(&str, String)], timeout: Duration) -
         Ok(None) => {
             // Not reaped yet: the group id cannot have been reused.
             kill_and_reap(pid, &mut child);
-            Err(format!("timed out after {}", seconds(timeout)))
+            Err(budget.expired())
         }
         Err(e) => {
             kill_and_reap(pid, &mut child);
             Err(format!("cannot wait for it: {}", describe(&e)))
         }
     };
+    running(pid, false);
     // The reader stops by itself at its deadline, so this join is bounded.
     let [stdout, stderr] = reader.join().unwrap_or_default();
     let result = match exit {
@@ -247,7 +300,25 @@ mod tests {
     fn check(line: &str, timeout: Duration) -> ScriptCheck {
         let mut w = crate::words::split(line).unwrap();
         let program = w.remove(0);
-        ScriptCheck::new(Script { program, args: w }, timeout)
+        ScriptCheck::new(
+            Script { program, args: w },
+            timeout,
+            Arc::new(Semaphore::new(2)),
+        )
+    }
+
+    impl ScriptCheck {
+        fn go(&self) -> Result<(), String> {
+            self.run(Budget::new(Instant::now(), self.timeout, None))
+        }
+    }
+
+    #[test]
+    fn no_slot_means_busy() {
+        let c = check("true", Duration::from_millis(100));
+        let _a = c.slots.acquire(Instant::now()).unwrap();
+        let _b = c.slots.acquire(Instant::now()).unwrap();
+        assert_eq!(c.go(), Err("busy: 2 scripts already running".into()));
     }
 
     #[test]
@@ -271,27 +342,27 @@ mod tests {
     #[test]
     fn exit_status_decides() {
         let t = Duration::from_secs(5);
-        assert_eq!(check("true", t).run(), Ok(()));
+        assert_eq!(check("true", t).go(), Ok(()));
         assert_eq!(
-            check("sh -c 'exit 3'", t).run(),
+            check("sh -c 'exit 3'", t).go(),
             Err("exited with status 3".into())
         );
         assert_eq!(
-            check("sh -c 'kill -9 $$'", t).run(),
+            check("sh -c 'kill -9 $$'", t).go(),
             Err("killed by signal 9".into())
         );
     }
 
     #[test]
     fn missing_program_is_a_reason() {
-        let r = check("/nonexistent/x", Duration::from_secs(1)).run();
+        let r = check("/nonexistent/x", Duration::from_secs(1)).go();
         assert_eq!(r, Err("cannot run it: no such file or program".into()));
     }
 
     #[test]
     fn timeout_kills_and_reports() {
         let start = Instant::now();
-        let r = check("sleep 10", Duration::from_millis(200)).run();
+        let r = check("sleep 10", Duration::from_millis(200)).go();
         assert_eq!(r, Err("timed out after 0.2s".into()));
         assert!(start.elapsed() < Duration::from_secs(5));
     }
@@ -303,7 +374,7 @@ mod tests {
             "sh -c 'head -c 8388608 /dev/zero; echo done'",
             Duration::from_secs(20),
         )
-        .run();
+        .go();
         assert_eq!(r, Ok(()));
     }
 }

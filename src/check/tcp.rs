@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{describe, seconds};
+use super::{Budget, describe};
 
 /// Default `--tcp-timeout`, as the reference tool's fixed 5 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,7 +174,8 @@ pub struct TcpCheck {
     /// `tcp HOST:PORT`.
     pub name: String,
     target: Target,
-    timeout: Duration,
+    /// `--tcp-timeout`.
+    pub timeout: Duration,
 }
 
 impl TcpCheck {
@@ -196,9 +197,9 @@ impl TcpCheck {
         Self::new(Target::local(port), timeout)
     }
 
-    /// Connects (and exchanges, if asked); the error is the reason.
-    pub fn run(&self) -> Result<(), String> {
-        let deadline = Instant::now() + self.timeout;
+    /// Connects (and exchanges, if asked) within `budget`; the error is the reason.
+    pub fn run(&self, budget: Budget) -> Result<(), String> {
+        let deadline = budget.end;
         let stream = match &self.target.host {
             Host::Ip(ip) => connect(&[SocketAddr::new(*ip, self.target.port)], deadline),
             Host::Name(name) => {
@@ -206,20 +207,12 @@ impl TcpCheck {
                 connect(&addrs, deadline)
             }
         }
-        .map_err(|e| self.timed(e))?;
+        .map_err(|e| reason(&e, budget))?;
         if self.target.send.is_some() || self.target.expect.is_some() {
-            self.exchange(stream, deadline).map_err(|e| self.timed(e))?;
+            self.exchange(stream, deadline)
+                .map_err(|e| reason(&e, budget))?;
         }
         Ok(())
-    }
-
-    fn timed(&self, e: std::io::Error) -> String {
-        match e.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                format!("timed out after {}", seconds(self.timeout))
-            }
-            _ => describe(&e),
-        }
     }
 
     fn exchange(&self, mut stream: TcpStream, deadline: Instant) -> std::io::Result<()> {
@@ -248,6 +241,14 @@ impl TcpCheck {
             "expected {:?}, got {shown:?}",
             String::from_utf8_lossy(expect)
         )))
+    }
+}
+
+/// The reason for an I/O error, the budget's wording when time ran out.
+pub fn reason(e: &std::io::Error, budget: Budget) -> String {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => budget.expired(),
+        _ => describe(e),
     }
 }
 
@@ -319,10 +320,11 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let check = TcpCheck::local(port, DEFAULT_TIMEOUT);
+        let budget = || Budget::new(Instant::now(), DEFAULT_TIMEOUT, None);
         assert_eq!(check.name, format!("tcp 127.0.0.1:{port}"));
-        assert_eq!(check.run(), Ok(()));
+        assert_eq!(check.run(budget()), Ok(()));
         drop(l);
-        assert_eq!(check.run(), Err("connection refused".to_string()));
+        assert_eq!(check.run(budget()), Err("connection refused".to_string()));
     }
 
     #[test]

@@ -38,9 +38,13 @@ impl Server {
         if !args.iter().any(|a| a.starts_with("--listener")) {
             cmd.args(["--listener", "127.0.0.1:0"]);
         }
-        cmd.args(args)
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
+        cmd.args(args).envs(env.iter().copied());
+        Self::start_cmd(cmd)
+    }
+
+    /// Starts `cmd`, which must run the binary, and waits for its listening address.
+    pub fn start_cmd(mut cmd: Command) -> Server {
+        cmd.env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
