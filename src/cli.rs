@@ -26,6 +26,7 @@ const MAX_THRESHOLD: u32 = 100;
 const MAX_CONNECTIONS: usize = 65_535;
 
 /// One option of the table: its name, what its value looks like, and its line in `--help`.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Opt {
     /// Long name without the dashes.
     pub name: &'static str,
@@ -33,16 +34,19 @@ pub struct Opt {
     pub short: Option<char>,
     /// Placeholder for the value in `--help`; `None` for a flag.
     pub value: Option<&'static str>,
+    /// Its default as written in a config file, if it has one worth printing.
+    pub default: Option<&'static str>,
     /// Text of its `--help` line.
     pub help: &'static str,
 }
 
 /// Every option, in the order `--help` lists them.
-pub const OPTIONS: &[Opt] = &[
+pub static OPTIONS: &[Opt] = &[
     Opt {
         name: "port",
         short: None,
         value: Some("PORT"),
+        default: None,
         help: "Check that a TCP connection to 127.0.0.1:PORT opens within\n\
                --tcp-timeout. Repeatable.",
     },
@@ -50,6 +54,7 @@ pub const OPTIONS: &[Opt] = &[
         name: "tcp",
         short: None,
         value: Some("HOST:PORT[,send=TEXT][,expect=TEXT]"),
+        default: None,
         help: "Check that a TCP connection to HOST opens (a name is resolved at\n\
                check time; IPv6 as [::1]:PORT), then optionally send TEXT and\n\
                expect a reply containing TEXT. TEXT takes \\n \\r \\t \\\\ \\,.\n\
@@ -59,6 +64,7 @@ pub const OPTIONS: &[Opt] = &[
         name: "http",
         short: None,
         value: Some("URL"),
+        default: None,
         help: "GET an http:// URL (no https, no redirects followed); pass on a\n\
                status from 200 to 399 within --http-timeout. Repeatable.",
     },
@@ -66,6 +72,7 @@ pub const OPTIONS: &[Opt] = &[
         name: "script",
         short: None,
         value: Some("\"PROGRAM ARGS...\""),
+        default: None,
         help: "Run PROGRAM (no shell; words split like sh, PATH searched) and\n\
                pass when it exits 0 within --script-timeout. Repeatable.",
     },
@@ -73,34 +80,39 @@ pub const OPTIONS: &[Opt] = &[
         name: "script-timeout",
         short: None,
         value: Some("SECONDS"),
+        default: Some("5"),
         help: "Kill a script's whole process group after SECONDS and fail it.\n\
-               Fractions allowed. [default: 5]",
+               Fractions allowed.",
     },
     Opt {
         name: "tcp-timeout",
         short: None,
         value: Some("SECONDS"),
+        default: Some("5"),
         help: "Deadline of each --port and --tcp check, name lookup and\n\
-               exchange included. Fractions allowed. [default: 5]",
+               exchange included. Fractions allowed.",
     },
     Opt {
         name: "http-timeout",
         short: None,
         value: Some("SECONDS"),
-        help: "Deadline of each --http check. Fractions allowed. [default: 5]",
+        default: Some("5"),
+        help: "Deadline of each --http check. Fractions allowed.",
     },
     Opt {
         name: "deadline",
         short: None,
         value: Some("SECONDS"),
+        default: None,
         help: "Cap on the time of one whole run: checks still running then fail\n\
                with the reason deadline and their processes are killed. Keep it\n\
-               under the load balancer's probe timeout. [default: off]",
+               under the load balancer's probe timeout. Off by default.",
     },
     Opt {
         name: "singleflight",
         short: None,
         value: None,
+        default: Some("false"),
         help: "Requests that arrive while checks are running share that run's\n\
                result instead of starting their own.",
     },
@@ -108,20 +120,23 @@ pub const OPTIONS: &[Opt] = &[
         name: "healthy-threshold",
         short: None,
         value: Some("N"),
+        default: Some("1"),
         help: "Consecutive passes that make an unhealthy check healthy again,\n\
-               1-100. [default: 1]",
+               1-100.",
     },
     Opt {
         name: "unhealthy-threshold",
         short: None,
         value: Some("N"),
-        help: "Consecutive failures that make a healthy check unhealthy, 1-100.\n\
-               [default: 1]",
+        default: Some("1"),
+        help: "Consecutive failures that make a healthy check unhealthy,\n\
+               1-100.",
     },
     Opt {
         name: "interval",
         short: None,
         value: Some("SECONDS"),
+        default: None,
         help: "Run the checks in the background every SECONDS (start to start,\n\
                never overlapping); requests answer at once from the last state.",
     },
@@ -129,6 +144,7 @@ pub const OPTIONS: &[Opt] = &[
         name: "cache-ttl",
         short: None,
         value: Some("SECONDS"),
+        default: None,
         help: "Answer from the last state, without a run, for SECONDS after a run\n\
                ends; implies --singleflight. Not with --interval.",
     },
@@ -136,13 +152,15 @@ pub const OPTIONS: &[Opt] = &[
         name: "grace-period",
         short: None,
         value: Some("SECONDS"),
+        default: Some("0"),
         help: "Start no run until SECONDS after start-up; until then the state is\n\
-               starting (504, 503 on /ready). [default: 0]",
+               starting (504, 503 on /ready).",
     },
     Opt {
         name: "on-change",
         short: None,
         value: Some("\"PROGRAM ARGS...\""),
+        default: None,
         help: "Run PROGRAM when the host's state changes, with HEALTH_CHECKER_STATE,\n\
                _PREVIOUS_STATE, _REASONS and _TIME set; bounded by --script-timeout,\n\
                one at a time, in order.",
@@ -151,6 +169,7 @@ pub const OPTIONS: &[Opt] = &[
         name: "once",
         short: None,
         value: None,
+        default: Some("false"),
         help: "Run every check once, print the report on stdout and exit: 0 when\n\
                all pass, 1 when any fails. Opens no listener.",
     },
@@ -158,78 +177,142 @@ pub const OPTIONS: &[Opt] = &[
         name: "format",
         short: None,
         value: Some("FORMAT"),
-        help: "Report format of --once: text or json. [default: text]",
+        default: Some("text"),
+        help: "Report format of --once: text or json.",
     },
     Opt {
         name: "listener",
         short: None,
         value: Some("ADDR:PORT"),
+        default: Some("0.0.0.0:5000"),
         help: "Address to serve HTTP on; [::]:PORT for IPv6, a bare PORT means\n\
-               0.0.0.0:PORT, port 0 lets the kernel pick. [default: 0.0.0.0:5000]",
+               0.0.0.0:PORT, port 0 lets the kernel pick.",
     },
     Opt {
         name: "log-level",
         short: None,
         value: Some("LEVEL"),
+        default: None,
         help: "panic, fatal, error, warning, info, debug or trace. Without it,\n\
-               RUST_LOG is honoured. [default: info]",
+               RUST_LOG is honoured, else info.",
     },
     Opt {
         name: "workers",
         short: None,
         value: Some("N"),
+        default: Some("8"),
         help: "How many check runs may proceed at once, 1-1024; also how many\n\
                script processes may exist at once (others wait within their\n\
-               timeout, then fail as busy). [default: 8]",
+               timeout, then fail as busy).",
     },
     Opt {
         name: "max-connections",
         short: None,
         value: Some("N"),
+        default: Some("256"),
         help: "Most HTTP connections served at once, 1-65535; when all are taken\n\
-               the one idle the longest is closed. [default: 256]",
+               the one idle the longest is closed.",
     },
     Opt {
         name: "idle-timeout",
         short: None,
         value: Some("SECONDS"),
+        default: Some("10"),
         help: "Close a connection idle this long before a request; a request\n\
-               head or body must also arrive within it. [default: 10]",
+               head or body must also arrive within it.",
     },
     Opt {
         name: "shutdown-delay",
         short: None,
         value: Some("SECONDS"),
+        default: Some("0"),
         help: "After SIGTERM, keep serving this long but answer failure (504, 503\n\
-               on /ready) so the load balancer drains the host. [default: 0]",
+               on /ready) so the load balancer drains the host.",
+    },
+    Opt {
+        name: "config",
+        short: None,
+        value: Some("FILE"),
+        default: None,
+        help: "Read settings from FILE, one `name = value` per line (names are\n\
+               these options without dashes). Precedence: command line >\n\
+               HEALTH_CHECKER_<NAME> environment variables > FILE > default.",
+    },
+    Opt {
+        name: "check-config",
+        short: None,
+        value: None,
+        default: None,
+        help: "Validate every setting and that each script can run, print the\n\
+               effective configuration in the FILE format, and exit 0 or 2.",
     },
     Opt {
         name: "help",
         short: Some('h'),
         value: None,
+        default: None,
         help: "Print this help and exit.",
     },
     Opt {
         name: "version",
         short: Some('v'),
         value: None,
+        default: None,
         help: "Print the version and exit.",
     },
 ];
 
-fn find(name: &str) -> Option<&'static Opt> {
+/// The option named `name` (long name, no dashes).
+pub fn find(name: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.name == name)
 }
 
-/// What the program was asked to do.
+/// What the command line asked for.
 #[derive(Debug)]
 pub enum Command {
-    /// Serve health checks with this configuration.
-    Run(Box<Config>),
+    /// Settings, not validated yet: other sources may join them.
+    Settings(Vec<Setting>),
     /// Print `--help`.
     Help,
     /// Print `--version`.
     Version,
+}
+
+/// Where a setting came from, for messages and `--check-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The command line.
+    Args,
+    /// An environment variable, by name.
+    Env(String),
+    /// A line of a config file.
+    File {
+        /// The file as named.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Args => f.write_str("the command line"),
+            Source::Env(var) => write!(f, "environment {var}"),
+            Source::File { path, line } => write!(f, "{path}:{line}"),
+        }
+    }
+}
+
+/// One option set to one value by one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The option.
+    pub opt: &'static Opt,
+    /// Its value as written (`true` for a bare flag).
+    pub value: String,
+    /// Who set it.
+    pub source: Source,
 }
 
 /// How `--once` prints its report.
@@ -335,8 +418,9 @@ impl Default for Config {
 /// A usage error: printed as one line, then the program exits with status 2.
 #[derive(Debug, PartialEq, Eq)]
 pub enum UsageError {
-    /// An option's value does not fit: the option, the value as given, and why.
+    /// An option's value does not fit: where, the option, the value as given, and why.
     Invalid {
+        source: Source,
         option: &'static str,
         value: String,
         cause: String,
@@ -351,6 +435,8 @@ pub enum UsageError {
     NoChecks,
     /// Options that cannot go together, and why.
     Conflict(String),
+    /// A config file or environment problem, already prefixed with where.
+    Source(String),
     /// No arguments at all: the caller prints the usage.
     NoArguments,
 }
@@ -359,17 +445,23 @@ impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UsageError::Invalid {
+                source,
                 option,
                 value,
                 cause,
-            } => write!(f, "invalid value {value:?} for --{option}: {cause}"),
+            } => {
+                if *source != Source::Args {
+                    write!(f, "{source}: ")?;
+                }
+                write!(f, "invalid value {value:?} for --{option}: {cause}")
+            }
             UsageError::Unknown(o) => write!(f, "unknown option {o:?}"),
             UsageError::MissingValue(o) => write!(f, "missing value for --{o}"),
             UsageError::Unexpected(v) => write!(f, "unexpected argument {v:?}"),
             UsageError::NoChecks => {
                 f.write_str("at least one --port or --script (or --tcp, --http) is required")
             }
-            UsageError::Conflict(why) => f.write_str(why),
+            UsageError::Conflict(why) | UsageError::Source(why) => f.write_str(why),
             UsageError::NoArguments => f.write_str("no arguments given"),
         }
     }
@@ -382,15 +474,13 @@ where
     I::Item: Into<OsString>,
 {
     let mut parser = lexopt::Parser::from_args(args);
-    let mut settings: Vec<(&'static Opt, String)> = Vec::new();
-    let mut any = false;
+    let mut settings = Vec::new();
     loop {
         let arg = match parser.next() {
             Ok(Some(arg)) => arg,
             Ok(None) => break,
             Err(e) => return Err(lexopt_error(e)),
         };
-        any = true;
         let opt = match arg {
             lexopt::Arg::Long(name) => {
                 find(name).ok_or_else(|| UsageError::Unknown(format!("--{name}")))?
@@ -419,21 +509,24 @@ where
                 .unwrap_or_else(|| OsString::from("true"))
         };
         let value = value.into_string().map_err(|v| UsageError::Invalid {
+            source: Source::Args,
             option: opt.name,
             value: v.to_string_lossy().into_owned(),
             cause: "not valid UTF-8".to_string(),
         })?;
-        settings.push((opt, value));
+        settings.push(Setting {
+            opt,
+            value,
+            source: Source::Args,
+        });
     }
-    if !any {
-        return Err(UsageError::NoArguments);
-    }
-    build(settings.iter().map(|(o, v)| (*o, v.as_str()))).map(|c| Command::Run(Box::new(c)))
+    Ok(Command::Settings(settings))
 }
 
 fn lexopt_error(e: lexopt::Error) -> UsageError {
     match e {
         lexopt::Error::UnexpectedValue { option, value } => UsageError::Invalid {
+            source: Source::Args,
             option: find(option.trim_start_matches('-')).map_or("?", |o| o.name),
             value: value.to_string_lossy().into_owned(),
             cause: "this option takes no value".to_string(),
@@ -445,18 +538,18 @@ fn lexopt_error(e: lexopt::Error) -> UsageError {
     }
 }
 
-/// Validates a list of settings, in order, into a configuration.
-pub fn build<'a, I>(settings: I) -> Result<Config, UsageError>
-where
-    I: IntoIterator<Item = (&'static Opt, &'a str)>,
-{
+/// Validates settings, applied in order, into a configuration. The same code checks every
+/// source, so a value means the same and fails the same way wherever it is written.
+pub fn build(settings: &[Setting]) -> Result<Config, UsageError> {
     let mut config = Config::default();
-    let mut given: Vec<&'static str> = Vec::new();
-    for (opt, value) in settings {
-        given.push(opt.name);
-        apply(&mut config, opt.name, value).map_err(|cause| UsageError::Invalid {
-            option: opt.name,
-            value: value.to_string(),
+    for s in settings {
+        if matches!(s.opt.name, "config" | "check-config") {
+            continue;
+        }
+        apply(&mut config, s.opt.name, &s.value).map_err(|cause| UsageError::Invalid {
+            source: s.source.clone(),
+            option: s.opt.name,
+            value: s.value.clone(),
             cause,
         })?;
     }
@@ -467,7 +560,7 @@ where
     {
         return Err(UsageError::NoChecks);
     }
-    check_conflicts(&given)?;
+    check_conflicts(settings, &config)?;
     Ok(config)
 }
 
@@ -487,20 +580,27 @@ const SERVING_ONLY: &[&str] = &[
     "on-change",
 ];
 
-fn check_conflicts(given: &[&str]) -> Result<(), UsageError> {
-    let has = |name| given.contains(&name);
-    if has("interval") && has("cache-ttl") {
+fn check_conflicts(settings: &[Setting], config: &Config) -> Result<(), UsageError> {
+    // With --once, only what the command line asks for conflicts: a config file written for
+    // the daemon must stay usable by `--config FILE --once`.
+    let on_args = |name: &str| {
+        settings
+            .iter()
+            .any(|s| s.opt.name == name && s.source == Source::Args)
+    };
+    let has = |name: &str| settings.iter().any(|s| s.opt.name == name);
+    if config.interval.is_some() && config.cache_ttl.is_some() {
         return Err(UsageError::Conflict(
             "--interval and --cache-ttl cannot be combined: with --interval requests never start runs".to_string(),
         ));
     }
-    if has("once") {
-        if let Some(o) = SERVING_ONLY.iter().find(|o| has(o)) {
+    if config.once {
+        if let Some(o) = SERVING_ONLY.iter().find(|o| on_args(o)) {
             return Err(UsageError::Conflict(format!(
                 "--{o} makes no sense with --once, which runs the checks once and serves nothing"
             )));
         }
-    } else if has("format") {
+    } else if has("format") && config.format != Format::Text {
         return Err(UsageError::Conflict(
             "--format applies to --once only; over HTTP ask with ?format=json or Accept: application/json"
                 .to_string(),
@@ -664,9 +764,14 @@ pub fn help() -> String {
             head.push(' ');
             head.push_str(v);
         }
-        let mut lines = opt.help.lines();
+        let text = match opt.default {
+            Some(d) => format!("{} [default: {d}]", opt.help),
+            None => opt.help.to_string(),
+        };
+        let mut lines = text.lines();
         let first = lines.next().unwrap_or("");
-        if head.len() < 30 {
+        // At least two spaces between an option and its text.
+        if head.len() <= 28 {
             s.push_str(&format!("{head:<30}{first}\n"));
         } else {
             s.push_str(&format!("{head}\n{:<30}{first}\n", ""));
@@ -696,8 +801,9 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Config, UsageError> {
         match parse_args(args)? {
-            Command::Run(c) => Ok(*c),
-            other => panic!("expected a run, got {other:?}"),
+            Command::Settings(s) if s.is_empty() => Err(UsageError::NoArguments),
+            Command::Settings(s) => build(&s),
+            other => panic!("expected settings, got {other:?}"),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod check;
 mod cli;
+mod config;
 mod gate;
 mod health;
 mod hook;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{LevelFilter, error, info};
+use log::{LevelFilter, error, info, warn};
 
 use crate::cli::{Command, Config, UsageError};
 
@@ -42,8 +43,8 @@ const SIGNAL_STACK: usize = 64 * 1024;
 const EXIT_UNHEALTHY: u8 = 1;
 
 fn main() -> ExitCode {
-    let config = match cli::parse_args(std::env::args_os().skip(1)) {
-        Ok(Command::Run(c)) => *c,
+    let args = match cli::parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Settings(s)) => s,
         Ok(Command::Help) => {
             print!("{}", cli::help());
             return ExitCode::SUCCESS;
@@ -52,18 +53,21 @@ fn main() -> ExitCode {
             println!("health-checker {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Err(UsageError::NoArguments) => {
-            eprint!("{}", cli::help());
-            return ExitCode::from(EXIT_USAGE);
-        }
-        Err(e) => {
-            eprintln!("health-checker: {e}\nRun 'health-checker --help' for usage.");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(e) => return usage_error(&e),
     };
-    // With --once, stdout carries the report, so the log goes to stderr.
-    init_logging(config.log_level, config.once);
-    let result = if config.once {
+    let loaded = match config::load(args, std::env::vars_os()) {
+        Ok(l) => l,
+        Err(e) => return usage_error(&e),
+    };
+    let config = loaded.config;
+    // With --once and --check-config, stdout carries the result, so the log goes to stderr.
+    init_logging(config.log_level, config.once || loaded.check_only);
+    for var in &loaded.unknown_env {
+        warn!("ignoring environment variable {var}: it names no option");
+    }
+    let result = if loaded.check_only {
+        check_config(&config, &loaded.settings)
+    } else if config.once {
         once(&config)
     } else {
         serve(config)
@@ -72,6 +76,30 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
     }
+}
+
+fn usage_error(e: &UsageError) -> ExitCode {
+    match e {
+        UsageError::NoArguments => eprint!("{}", cli::help()),
+        e => eprintln!("health-checker: {e}\nRun 'health-checker --help' for usage."),
+    }
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `--check-config`: the effective configuration on stdout; 2 when a script cannot run.
+fn check_config(config: &Config, settings: &[cli::Setting]) -> Result<(), u8> {
+    let (errors, warnings) = config::check_scripts(config);
+    for w in &warnings {
+        warn!("{w}");
+    }
+    print!("{}", config::render(settings));
+    if errors.is_empty() {
+        return Ok(());
+    }
+    for e in &errors {
+        eprintln!("health-checker: {e}");
+    }
+    Err(EXIT_USAGE)
 }
 
 /// `--once`: one run, the report on stdout, 0 when healthy and 1 otherwise.

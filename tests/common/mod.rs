@@ -169,9 +169,15 @@ pub fn read_response(s: &mut impl Read, head_only: bool) -> Option<Resp> {
 
 /// Runs the binary to completion with `args` (for usage errors, --help, --version).
 pub fn run(args: &[&str]) -> Output {
+    run_env(args, &[])
+}
+
+/// Like `run`, with extra environment variables.
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
