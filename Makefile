@@ -10,7 +10,7 @@ RUN_LISTENER ?= 127.0.0.1:5000
 # How long each fuzz property runs under `make fuzz` (seconds); FUZZ_SEED picks the inputs.
 FUZZ_SECONDS ?= 60
 
-.PHONY: build test run static install clean fuzz
+.PHONY: build test run static install clean fuzz bench
 
 build:
 	$(CARGO) build --release
@@ -38,6 +38,11 @@ static:
 # same properties run for half a second in `make test`.
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release --bin health-checker fuzz_ -- --nocapture
+
+# The benchmark table (not part of `make test`): the release binary under load on loopback,
+# plus start-up and idle RSS of the static build. BENCH_SECONDS sets each scenario's length.
+bench: static
+	BENCH_STATIC_BIN=$(CURDIR)/target/$(MUSL)/release/health-checker $(CARGO) test --release --test bench -- --ignored --nocapture
 
 install: build
 	install -D -m 0755 target/release/health-checker $(DESTDIR)$(PREFIX)/bin/health-checker

@@ -1,6 +1,16 @@
 //! One run: every check once, concurrently, at most `--workers` runs at a time, all within
 //! the overall `--deadline` when one is set.
+//!
+//! The thread that asks for a run does the first check itself and hands every other one to
+//! a helper. Helpers are kept and reused rather than spawned per run: a thread spawn costs
+//! some 17 system calls and fresh stack pages, a hand-off one lock and one wake-up. There are
+//! never more helpers than `workers × (checks − 1)`, the most that concurrent runs can use at
+//! once: at most that many jobs are ever unfinished, so a job queued while every helper is
+//! busy is taken by the one that has just finished. Helpers idle for [`HELPER_IDLE`] exit.
 
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -9,12 +19,16 @@ use log::{error, warn};
 use crate::check::{Check, Outcome, Status};
 use crate::limit::Semaphore;
 
-/// Stack of a thread that runs one check: a connect or a spawn, a few formatted strings.
+/// Stack of a helper thread that runs one check at a time: a connect or a spawn, a few
+/// formatted strings.
 const CHECK_STACK: usize = 128 * 1024;
+/// How long an idle helper waits for work before it exits, giving back its stack.
+const HELPER_IDLE: Duration = Duration::from_secs(30);
 
 /// Runs the configured checks, bounding how many runs proceed at once.
 pub struct Runner {
-    checks: Vec<Check>,
+    checks: Arc<Vec<Check>>,
+    helpers: Arc<Helpers>,
     workers: Semaphore,
     /// How long a run may wait for a worker before it fails.
     worker_wait: Duration,
@@ -31,8 +45,18 @@ impl Runner {
         worker_wait: Duration,
         deadline: Option<Duration>,
     ) -> Self {
+        let max_helpers = workers * checks.len().saturating_sub(1);
         Runner {
-            checks,
+            checks: Arc::new(checks),
+            helpers: Arc::new(Helpers {
+                state: Mutex::new(HelperState {
+                    queue: VecDeque::new(),
+                    idle: 0,
+                    threads: 0,
+                }),
+                work: Condvar::new(),
+                max: max_helpers,
+            }),
             workers: Semaphore::new(workers),
             worker_wait,
             deadline,
@@ -69,7 +93,7 @@ impl Runner {
                 })
                 .collect();
         };
-        let outcomes = run_all(&self.checks, deadline);
+        let outcomes = self.run_all(deadline);
         for (check, o) in self.checks.iter().zip(&outcomes) {
             if let Status::Fail(reason) = &o.status {
                 warn!("{} failed: {reason}", check.name());
@@ -79,41 +103,170 @@ impl Runner {
     }
 }
 
-/// Runs the first check on this thread and each other one on a scoped thread of its own.
-fn run_all(checks: &[Check], deadline: Option<Instant>) -> Vec<Outcome> {
-    let Some((first, rest)) = checks.split_first() else {
-        return Vec::new();
-    };
-    if rest.is_empty() {
-        return vec![first.run(deadline)];
-    }
-    thread::scope(|s| {
-        let spawned: Vec<_> = rest
-            .iter()
-            .map(|c| {
-                thread::Builder::new()
-                    .stack_size(CHECK_STACK)
-                    .spawn_scoped(s, move || c.run(deadline))
-            })
-            .collect();
-        let mut outcomes = Vec::with_capacity(checks.len());
-        outcomes.push(first.run(deadline));
-        for (c, handle) in rest.iter().zip(spawned) {
-            let outcome = match handle {
-                Ok(h) => h.join().unwrap_or_else(|_| panicked(c)),
-                // Out of threads: run it here rather than not at all; still within its deadline.
-                Err(e) => {
-                    error!(
-                        "cannot start a thread for {}: {e}; running it in turn",
-                        c.name()
-                    );
-                    c.run(deadline)
-                }
-            };
-            outcomes.push(outcome);
+impl Runner {
+    /// Runs the first check on this thread and hands each other one to a helper.
+    fn run_all(&self, deadline: Option<Instant>) -> Vec<Outcome> {
+        let n = self.checks.len();
+        if n <= 1 {
+            return self.checks.iter().map(|c| c.run(deadline)).collect();
         }
+        let batch = Arc::new(Batch {
+            outcomes: Mutex::new((vec![None; n], n - 1)),
+            done: Condvar::new(),
+        });
+        for index in 1..n {
+            let job = Job {
+                checks: self.checks.clone(),
+                index,
+                deadline,
+                batch: batch.clone(),
+            };
+            if let Err(job) = Helpers::submit(&self.helpers, job) {
+                // Out of threads: run it here rather than not at all; still within its deadline.
+                job.run();
+            }
+        }
+        let first = run_one(&self.checks[0], deadline);
+        let mut guard = batch.lock();
+        guard.0[0] = Some(first);
+        while guard.1 > 0 {
+            guard = batch
+                .done
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let outcomes = std::mem::take(&mut guard.0);
+        let checks = self.checks.iter();
         outcomes
-    })
+            .into_iter()
+            .zip(checks)
+            .map(|(o, c)| o.unwrap_or_else(|| panicked(c)))
+            .collect()
+    }
+}
+
+/// Runs one check, turning a panic into a failed outcome.
+fn run_one(c: &Check, deadline: Option<Instant>) -> Outcome {
+    catch_unwind(AssertUnwindSafe(|| c.run(deadline))).unwrap_or_else(|_| panicked(c))
+}
+
+/// The outcomes of one run as helpers deliver them, and how many are still missing.
+struct Batch {
+    outcomes: Mutex<(Vec<Option<Outcome>>, usize)>,
+    done: Condvar,
+}
+
+impl Batch {
+    fn lock(&self) -> MutexGuard<'_, (Vec<Option<Outcome>>, usize)> {
+        // Slots are written whole under the lock, so a poisoned one is still sound.
+        self.outcomes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One check of one run, for a helper.
+struct Job {
+    checks: Arc<Vec<Check>>,
+    index: usize,
+    deadline: Option<Instant>,
+    batch: Arc<Batch>,
+}
+
+impl Job {
+    fn run(self) {
+        let outcome = run_one(&self.checks[self.index], self.deadline);
+        let mut guard = self.batch.lock();
+        guard.0[self.index] = Some(outcome);
+        guard.1 -= 1;
+        if guard.1 == 0 {
+            self.batch.done.notify_one();
+        }
+    }
+}
+
+/// The helper threads and their queue.
+struct Helpers {
+    state: Mutex<HelperState>,
+    work: Condvar,
+    /// Most helpers that can ever be busy at once.
+    max: usize,
+}
+
+struct HelperState {
+    queue: VecDeque<Job>,
+    idle: usize,
+    threads: usize,
+}
+
+impl Helpers {
+    fn lock(&self) -> MutexGuard<'_, HelperState> {
+        // Counters and a queue, each updated whole under the lock: sound after a poison.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `job` for a helper, starting one when none is idle; gives the job back when
+    /// no helper can be had.
+    fn submit(this: &Arc<Helpers>, job: Job) -> Result<(), Job> {
+        let mut st = this.lock();
+        st.queue.push_back(job);
+        if st.idle >= st.queue.len() {
+            drop(st);
+            this.work.notify_one();
+            return Ok(());
+        }
+        if st.threads >= this.max {
+            // Every helper is busy, but at most `max` jobs are ever unfinished, so one of
+            // them has just finished its job and takes this one next.
+            return Ok(());
+        }
+        let helpers = this.clone();
+        let spawned = thread::Builder::new()
+            .name("check".into())
+            .stack_size(CHECK_STACK)
+            .spawn(move || helpers.work_loop());
+        match spawned {
+            Ok(_) => {
+                st.threads += 1;
+                Ok(())
+            }
+            Err(e) => {
+                error!("cannot start a helper thread: {e}; running the check in turn");
+                // Still ours: the lock was held all along, so no helper could take it.
+                match st.queue.pop_back() {
+                    Some(job) => Err(job),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn work_loop(&self) {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = st.queue.pop_front() {
+                drop(st);
+                job.run();
+                st = self.lock();
+                continue;
+            }
+            st.idle += 1;
+            loop {
+                if !st.queue.is_empty() {
+                    st.idle -= 1;
+                    break;
+                }
+                let (guard, timeout) = self
+                    .work
+                    .wait_timeout(st, HELPER_IDLE)
+                    .unwrap_or_else(PoisonError::into_inner);
+                st = guard;
+                if timeout.timed_out() && st.queue.is_empty() {
+                    st.idle -= 1;
+                    st.threads -= 1;
+                    return;
+                }
+            }
+        }
+    }
 }
 
 fn panicked(c: &Check) -> Outcome {
