@@ -50,7 +50,11 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("health-checker {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "health-checker {} ({})",
+                env!("CARGO_PKG_VERSION"),
+                env!("HEALTH_CHECKER_TARGET")
+            );
             return ExitCode::SUCCESS;
         }
         Err(e) => return usage_error(&e),

@@ -97,8 +97,8 @@ pub fn wait_termination(timeout: Option<Duration>) -> Option<&'static str> {
             }
             Some(t) => {
                 let ts = libc::timespec {
-                    tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
-                    tv_nsec: t.subsec_nanos() as libc::c_long,
+                    tv_sec: t.as_secs().min(i32::MAX as u64) as _,
+                    tv_nsec: t.subsec_nanos() as _,
                 };
                 // SAFETY: `set` and `ts` are initialised locals; a null siginfo is allowed.
                 let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
