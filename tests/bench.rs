@@ -16,7 +16,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::BIN;
+use common::{BIN, proc_status};
 
 /// Clock ticks per second of /proc/PID/stat times (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -42,15 +42,6 @@ fn cpu_seconds(pid: u32) -> f64 {
         .filter_map(|i| fields.get(i)?.parse::<u64>().ok())
         .sum();
     ticks as f64 / TICKS_PER_SECOND
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A port whose listener accepts and closes every connection, as a live service would. Four
@@ -212,7 +203,7 @@ fn scenario(name: &str, args: &[String], clients: usize) -> Row {
     let mut threads = 0;
     while t0.elapsed().as_secs_f64() < seconds() {
         thread::sleep(Duration::from_millis(50));
-        threads = threads.max(status_kib(pid, "Threads:"));
+        threads = threads.max(proc_status(pid, "Threads:"));
     }
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
@@ -225,7 +216,7 @@ fn scenario(name: &str, args: &[String], clients: usize) -> Row {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu0;
-    let hwm = status_kib(pid, "VmHWM:");
+    let hwm = proc_status(pid, "VmHWM:");
     assert!(
         server.child.try_wait().unwrap().is_none(),
         "server died during {name}"
@@ -258,7 +249,7 @@ fn startup_and_idle(bin: &str, args: &[String]) -> (Duration, u64) {
     thread::sleep(Duration::from_secs(1));
     (
         times[times.len() / 2],
-        status_kib(server.child.id(), "VmRSS:"),
+        proc_status(server.child.id(), "VmRSS:"),
     )
 }
 

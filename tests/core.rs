@@ -298,14 +298,7 @@ fn flood_of_script_output_does_not_grow_memory() {
     let flood = script(&dir, "flood.sh", "head -c 104857600 /dev/zero; echo end");
     let mut s = Server::start(&["--script", &flood, "--script-timeout", "60"]);
     assert_eq!(s.get("/").status, 200);
-    let status = fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
-    let hwm_kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let hwm_kib = proc_status(s.child.id(), "VmHWM:");
     assert!(
         hwm_kib < 32 * 1024,
         "peak RSS {hwm_kib} KiB after a 100 MiB flood"

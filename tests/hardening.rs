@@ -51,17 +51,6 @@ fn exchange(s: &Server, raw: Vec<u8>) -> Option<Resp> {
     r
 }
 
-fn proc_status(pid: u32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn huge_content_lengths_get_an_answer_and_cost_nothing() {
     let mut s = server();
