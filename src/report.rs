@@ -38,7 +38,9 @@ pub fn text(state: &State, out: &mut String) {
             None => {
                 let _ = writeln!(out, "wait {} [starting]", c.name);
             }
-            Some(Outcome { status, duration }) => {
+            Some(Outcome {
+                status, duration, ..
+            }) => {
                 let ms = duration.as_secs_f64() * 1000.0;
                 let _ = match status {
                     Status::Pass => write!(out, "pass {} ({ms:.2} ms)", c.name),
@@ -326,10 +328,12 @@ mod tests {
             Outcome {
                 status: Status::Fail("connection refused".into()),
                 duration: Duration::from_micros(120),
+                output: None,
             },
             Outcome {
                 status: Status::Pass,
                 duration: Duration::from_micros(1500),
+                output: None,
             },
         ]);
         s

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::{error, warn};
+use log::{error, info, warn};
 
 use crate::check::{Check, Outcome, Status};
 use crate::limit::Semaphore;
@@ -22,6 +22,10 @@ use crate::limit::Semaphore;
 /// Stack of a helper thread that runs one check at a time: a connect or a spawn, a few
 /// formatted strings.
 const CHECK_STACK: usize = 128 * 1024;
+/// How often a check that keeps failing for the same reason is logged again: a host probed
+/// every few seconds by several load balancers would otherwise log the same line dozens of
+/// times a minute for as long as a service is down.
+const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// How long an idle helper waits for work before it exits, giving back its stack.
 const HELPER_IDLE: Duration = Duration::from_secs(30);
 
@@ -34,6 +38,7 @@ pub struct Runner {
     worker_wait: Duration,
     /// Cap on one whole run (`--deadline`).
     deadline: Option<Duration>,
+    failures: Mutex<FailureLog>,
 }
 
 impl Runner {
@@ -46,6 +51,7 @@ impl Runner {
         deadline: Option<Duration>,
     ) -> Self {
         let max_helpers = workers * checks.len().saturating_sub(1);
+        let checks_len = checks.len();
         Runner {
             checks: Arc::new(checks),
             helpers: Arc::new(Helpers {
@@ -56,6 +62,9 @@ impl Runner {
                 }),
                 work: Condvar::new(),
                 max: max_helpers,
+            }),
+            failures: Mutex::new(FailureLog {
+                checks: vec![Logged::default(); checks_len],
             }),
             workers: Semaphore::new(workers),
             worker_wait,
@@ -75,28 +84,36 @@ impl Runner {
         let wait_until = deadline.map_or(start + self.worker_wait, |d| {
             d.min(start + self.worker_wait)
         });
-        let Some(_permit) = self.workers.acquire(wait_until) else {
-            let reason = match deadline {
-                Some(d) if d <= wait_until => "deadline".to_string(),
-                _ => format!(
-                    "busy: all {} check workers stayed in use",
-                    self.workers.size()
-                ),
-            };
-            warn!("run skipped: {reason}");
-            return self
-                .checks
-                .iter()
-                .map(|_| Outcome {
+        let permit = self.workers.acquire(wait_until);
+        let mut outcomes = match permit {
+            Some(_) => self.run_all(deadline),
+            None => {
+                let reason = match deadline {
+                    Some(d) if d <= wait_until => "deadline".to_string(),
+                    _ => format!(
+                        "busy: all {} check workers stayed in use",
+                        self.workers.size()
+                    ),
+                };
+                let failed = |_| Outcome {
                     status: Status::Fail(reason.clone()),
                     duration: start.elapsed(),
-                })
-                .collect();
+                    output: None,
+                };
+                self.checks.iter().map(failed).collect()
+            }
         };
-        let outcomes = self.run_all(deadline);
-        for (check, o) in self.checks.iter().zip(&outcomes) {
-            if let Status::Fail(reason) = &o.status {
-                warn!("{} failed: {reason}", check.name());
+        drop(permit);
+        let now = Instant::now();
+        let mut log = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, (check, o)) in self.checks.iter().zip(&mut outcomes).enumerate() {
+            // Taken out here whether logged or not: script output never reaches the state.
+            let output = o.output.take();
+            if let Some(line) = log.note(i, check.name(), &o.status, output, now) {
+                match o.status {
+                    Status::Pass => info!("{line}"),
+                    Status::Fail(_) => warn!("{line}"),
+                }
             }
         }
         outcomes
@@ -142,6 +159,65 @@ impl Runner {
             .zip(checks)
             .map(|(o, c)| o.unwrap_or_else(|| panicked(c)))
             .collect()
+    }
+}
+
+/// Decides which check results are worth a log line: a failure when it starts, when its
+/// reason changes, and again at most every [`REPEAT_LOG_INTERVAL`] with how many were not
+/// logged; the first pass after a failure. Everything else is a repeat.
+struct FailureLog {
+    checks: Vec<Logged>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Logged {
+    /// The reason last logged, while the check is failing.
+    reason: Option<String>,
+    /// When it was logged.
+    at: Option<Instant>,
+    /// Failures since then that were not logged.
+    quiet: u64,
+}
+
+impl FailureLog {
+    /// The line to log for check `i`'s result `status` at `now`, if any.
+    fn note(
+        &mut self,
+        i: usize,
+        name: &str,
+        status: &Status,
+        output: Option<String>,
+        now: Instant,
+    ) -> Option<String> {
+        let entry = self.checks.get_mut(i)?;
+        let output = output.map(|o| format!("; output: {o}")).unwrap_or_default();
+        match status {
+            Status::Pass => {
+                let was = entry.reason.take()?;
+                let quiet = std::mem::take(&mut entry.quiet);
+                Some(format!(
+                    "{name} passes again (it failed: {was}; {} failures not logged)",
+                    quiet
+                ))
+            }
+            Status::Fail(reason) => {
+                let due = entry
+                    .at
+                    .is_none_or(|at| now.duration_since(at) >= REPEAT_LOG_INTERVAL);
+                if entry.reason.as_deref() == Some(reason) && !due {
+                    entry.quiet += 1;
+                    return None;
+                }
+                let quiet = std::mem::take(&mut entry.quiet);
+                let repeats = match (&entry.reason, quiet) {
+                    (Some(old), n) if old == reason => format!(" (still; {n} more failures since)"),
+                    _ => String::new(),
+                };
+                entry.reason = Some(reason.clone());
+                entry.at = Some(now);
+                Some(format!("{name} failed: {reason}{repeats}{output}"))
+            }
+        }
     }
 }
 
@@ -274,6 +350,7 @@ fn panicked(c: &Check) -> Outcome {
     Outcome {
         status: Status::Fail("internal error: the check panicked".to_string()),
         duration: Duration::ZERO,
+        output: None,
     }
 }
 
@@ -322,6 +399,46 @@ mod tests {
             runner.run()[0].status,
             Status::Fail("busy: all 1 check workers stayed in use".into())
         );
+    }
+
+    #[test]
+    fn failures_are_logged_when_they_start_change_or_a_minute_passed() {
+        let mut log = FailureLog {
+            checks: vec![Logged::default()],
+        };
+        let t0 = Instant::now();
+        let fail = |r: &str| Status::Fail(r.into());
+        let mut at = |secs: u64, status: Status, out: Option<&str>| {
+            log.note(
+                0,
+                "tcp x",
+                &status,
+                out.map(str::to_string),
+                t0 + Duration::from_secs(secs),
+            )
+        };
+        assert_eq!(at(0, Status::Pass, None), None);
+        assert_eq!(
+            at(1, fail("refused"), Some("o")).as_deref(),
+            Some("tcp x failed: refused; output: o")
+        );
+        assert_eq!(at(2, fail("refused"), None), None);
+        assert_eq!(at(30, fail("refused"), None), None);
+        assert_eq!(
+            at(35, fail("timed out"), None).as_deref(),
+            Some("tcp x failed: timed out")
+        );
+        assert_eq!(at(40, fail("timed out"), None), None);
+        assert_eq!(
+            at(96, fail("timed out"), None).as_deref(),
+            Some("tcp x failed: timed out (still; 1 more failures since)")
+        );
+        assert_eq!(at(97, fail("timed out"), None), None);
+        assert_eq!(
+            at(98, Status::Pass, None).as_deref(),
+            Some("tcp x passes again (it failed: timed out; 1 failures not logged)")
+        );
+        assert_eq!(at(99, Status::Pass, None), None);
     }
 
     #[test]

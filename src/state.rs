@@ -194,6 +194,7 @@ mod tests {
         Outcome {
             status: Status::Pass,
             duration: Duration::ZERO,
+            output: None,
         }
     }
 
@@ -201,6 +202,7 @@ mod tests {
         Outcome {
             status: Status::Fail(r.into()),
             duration: Duration::ZERO,
+            output: None,
         }
     }
 

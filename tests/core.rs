@@ -565,3 +565,22 @@ fn readme_options_are_the_help_text() {
         "README.md's options differ from --help; paste:\n{options}"
     );
 }
+
+#[test]
+fn a_failure_that_repeats_is_logged_once_and_its_recovery_once() {
+    let (l, port) = open_port();
+    let s = Server::start(&["--port", &port.to_string()]);
+    drop(l);
+    for _ in 0..5 {
+        assert_eq!(s.get("/").status, 504);
+    }
+    let failed = format!("tcp 127.0.0.1:{port} failed: connection refused");
+    assert!(eventually(|| s.logs().contains(&failed)));
+    let _reopened = std::net::TcpListener::bind(("127.0.0.1", port)).expect("port free again");
+    assert_eq!(s.get("/").status, 200);
+    let recovered = format!(
+        "tcp 127.0.0.1:{port} passes again (it failed: connection refused; 4 failures not logged)"
+    );
+    assert!(eventually(|| s.logs().contains(&recovered)), "{}", s.logs());
+    assert_eq!(s.logs().matches(&failed).count(), 1, "{}", s.logs());
+}

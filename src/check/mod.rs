@@ -38,6 +38,9 @@ pub struct Outcome {
     pub status: Status,
     /// How long the check took.
     pub duration: Duration,
+    /// What a failed script printed (the tails of stdout and stderr), for the log only: the
+    /// run takes it out before the outcome reaches the state, so no response can show it.
+    pub output: Option<String>,
 }
 
 impl Check {
@@ -53,9 +56,9 @@ impl Check {
     /// Runs the check once, within its own timeout and the overall `deadline`, if any.
     pub fn run(&self, deadline: Option<Instant>) -> Outcome {
         let start = Instant::now();
-        let result = match self {
-            Check::Tcp(c) => c.run(Budget::new(start, c.timeout, deadline)),
-            Check::Http(c) => c.run(Budget::new(start, c.timeout, deadline)),
+        let (result, output) = match self {
+            Check::Tcp(c) => (c.run(Budget::new(start, c.timeout, deadline)), None),
+            Check::Http(c) => (c.run(Budget::new(start, c.timeout, deadline)), None),
             Check::Script(c) => c.run(Budget::new(start, c.timeout, deadline)),
         };
         Outcome {
@@ -64,6 +67,7 @@ impl Check {
                 Err(reason) => Status::Fail(reason),
             },
             duration: start.elapsed(),
+            output,
         }
     }
 }

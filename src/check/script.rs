@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use log::warn;
 use wait_timeout::ChildExt;
 
 use super::{Budget, describe};
@@ -92,24 +91,26 @@ impl ScriptCheck {
         }
     }
 
-    /// Runs the script once within `budget`; the error is the reason (no output, no arguments).
-    pub fn run(&self, budget: Budget) -> Result<(), String> {
+    /// Runs the script once within `budget`. The error is the reason (no output, no
+    /// arguments); the output of a failed run comes beside it, for the log.
+    pub fn run(&self, budget: Budget) -> (Result<(), String>, Option<String>) {
         let Some(_slot) = self.slots.acquire(budget.end) else {
-            return Err(match budget.expired().as_str() {
+            let reason = match budget.expired().as_str() {
                 "deadline" => "deadline".to_string(),
                 _ => format!("busy: {} scripts already running", self.slots.size()),
-            });
+            };
+            return (Err(reason), None);
         };
         let done = run_program(&self.script, &[], budget);
-        if done.result.is_err() && (!done.stdout.is_empty() || !done.stderr.is_empty()) {
-            warn!(
-                "{} output: stdout {:?} stderr {:?}",
-                self.name,
-                done.stdout.text(),
-                done.stderr.text()
-            );
-        }
-        done.result
+        let output = (done.result.is_err() && (!done.stdout.is_empty() || !done.stderr.is_empty()))
+            .then(|| {
+                format!(
+                    "stdout {:?} stderr {:?}",
+                    done.stdout.text(),
+                    done.stderr.text()
+                )
+            });
+        (done.result, output)
     }
 }
 
@@ -309,8 +310,24 @@ mod tests {
 
     impl ScriptCheck {
         fn go(&self) -> Result<(), String> {
-            self.run(Budget::new(Instant::now(), self.timeout, None))
+            self.run(Budget::new(Instant::now(), self.timeout, None)).0
         }
+    }
+
+    #[test]
+    fn a_failed_run_brings_its_output_for_the_log() {
+        let c = check(
+            "sh -c 'echo out; echo err >&2; exit 1'",
+            Duration::from_secs(5),
+        );
+        let (r, output) = c.run(Budget::new(Instant::now(), c.timeout, None));
+        assert_eq!(r, Err("exited with status 1".into()));
+        assert_eq!(output.as_deref(), Some(r#"stdout "out" stderr "err""#));
+        let ok = check("sh -c 'echo fine'", Duration::from_secs(5));
+        assert_eq!(
+            ok.run(Budget::new(Instant::now(), ok.timeout, None)),
+            (Ok(()), None)
+        );
     }
 
     #[test]
