@@ -441,3 +441,58 @@ fn no_body_ever_shows_script_arguments() {
         }
     }
 }
+
+#[test]
+fn an_endless_reply_without_the_expected_text_fails_at_the_cap_not_the_timeout() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            thread::spawn(move || {
+                let chunk = [b'x'; 4096];
+                // Far past the 64 KiB cap; stops when the check hangs up.
+                for _ in 0..1024 {
+                    if s.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let s = Server::start(&[
+        "--tcp",
+        &format!("127.0.0.1:{port},expect=imok"),
+        "--tcp-timeout",
+        "10",
+    ]);
+    let start = Instant::now();
+    let r = s.get("/");
+    assert_eq!(r.status, 504);
+    let x64 = "x".repeat(64);
+    assert!(
+        r.body
+            .contains(&format!("expected \"imok\", got \"{x64}\"")),
+        "{}",
+        r.body
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_peer_that_does_not_speak_http_fails_the_http_check() {
+    let port = http_server("SSH-2.0-OpenSSH_9.2\r\n\r\n");
+    let url = format!("http://127.0.0.1:{port}/");
+    let r = Server::start(&["--http", &url]).get("/");
+    assert_eq!(r.status, 504);
+    assert!(
+        r.body
+            .contains(&format!("fail http {url}: invalid response: ")),
+        "{}",
+        r.body
+    );
+}

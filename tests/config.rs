@@ -221,3 +221,16 @@ fn once_works_with_a_daemon_config_file() {
     let out = run(&["--config", &conf, "--once"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+#[test]
+fn a_config_file_over_a_mebibyte_is_refused() {
+    let dir = scratch();
+    let mut text = String::from("port = 1\n");
+    while text.len() <= 1024 * 1024 {
+        text.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    let conf = write(&dir, "huge.conf", &text);
+    assert!(usage(&run(&["--config", &conf])).starts_with(&format!(
+        "health-checker: cannot read config file \"{conf}\": larger than 1024 KiB\n"
+    )));
+}
