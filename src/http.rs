@@ -511,6 +511,7 @@ impl<'a> Connection<'a> {
     }
 
     /// Answers a broken request with `code` and closes.
+    #[inline(never)]
     fn reject(mut self, code: u16, handler: &dyn Handler) {
         handler.answered(code);
         self.res.status = code;
@@ -526,6 +527,9 @@ impl<'a> Connection<'a> {
 
     /// Closes after the response, reading a bounded amount first so that unread request bytes
     /// do not make the kernel reset the connection before the client reads the answer.
+    // Out of line, like every path that is not the steady keep-alive loop: its 4 KiB scratch
+    // buffer must not deepen the stack of every connection thread.
+    #[inline(never)]
     fn linger(mut self) {
         if self.stream.shutdown(Shutdown::Write).is_err() {
             return;

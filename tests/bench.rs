@@ -4,6 +4,7 @@
 //! Each scenario starts a fresh server, runs keep-alive clients for `BENCH_SECONDS` (default
 //! 3), and reads the server's CPU time (its own and its reaped children's, so script
 //! processes count) from /proc/PID/stat, its peak RSS (VmHWM) and its thread count.
+//! `BENCH_ONLY=b` runs only the scenarios with those letters (and skips start-up and floors).
 
 mod common;
 
@@ -163,7 +164,16 @@ fn under_test() -> String {
         .unwrap_or_else(|| BIN.to_string())
 }
 
-fn scenario(name: &str, args: &[String], clients: usize) -> Row {
+/// Whether `BENCH_ONLY` (scenario letters, e.g. `ab`) leaves out the scenario `name`.
+fn skipped(name: &str) -> bool {
+    let letter = name.chars().nth(1).unwrap_or(' ');
+    std::env::var("BENCH_ONLY").is_ok_and(|only| !only.contains(letter))
+}
+
+fn scenario(name: &str, args: &[String], clients: usize) -> Option<Row> {
+    if skipped(name) {
+        return None;
+    }
     let (mut server, _) = start(&under_test(), args);
     let pid = server.child.id();
     let stop = Arc::new(AtomicBool::new(false));
@@ -229,7 +239,7 @@ fn scenario(name: &str, args: &[String], clients: usize) -> Row {
             / 1000.0
     };
     let n = lat.len().max(1) as f64;
-    Row {
+    Some(Row {
         name: name.to_string(),
         rps: lat.len() as f64 / elapsed,
         p50_us: pct(0.50),
@@ -238,7 +248,7 @@ fn scenario(name: &str, args: &[String], clients: usize) -> Row {
         hwm_kib: hwm,
         threads,
         statuses: format!("{} ok / {} fail", codes[0], codes[1]),
-    }
+    })
 }
 
 /// Median time from spawn to the first answer, and RSS after a second of idling.
@@ -327,11 +337,14 @@ fn bench() {
         "{:<30} {:>9} {:>9} {:>9} {:>10} {:>9} {:>7}  answers",
         "scenario", "req/s", "p50 µs", "p99 µs", "cpu µs/req", "peak KiB", "threads"
     );
-    for r in &rows {
+    for r in rows.iter().flatten() {
         println!(
             "{:<30} {:>9.0} {:>9.0} {:>9.0} {:>10.1} {:>9} {:>7}  {}",
             r.name, r.rps, r.p50_us, r.p99_us, r.cpu_us, r.hwm_kib, r.threads, r.statuses
         );
+    }
+    if std::env::var("BENCH_ONLY").is_ok() {
+        return;
     }
     let (start_gnu, idle_gnu) = startup_and_idle(BIN, &two_ports);
     println!(
@@ -354,7 +367,7 @@ fn bench() {
     );
     println!(
         "ratios: (a) cpu/req = {:.1}x a bare connect; (c) cpu/req = {:.2}x a bare spawn+wait",
-        rows[0].cpu_us / connect_us,
-        rows[2].cpu_us / spawn_cpu_us
+        rows[0].as_ref().map_or(0.0, |r| r.cpu_us) / connect_us,
+        rows[2].as_ref().map_or(0.0, |r| r.cpu_us) / spawn_cpu_us
     );
 }
