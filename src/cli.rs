@@ -219,7 +219,7 @@ pub static OPTIONS: &[Opt] = &[
         value: Some("SECONDS"),
         default: Some("10"),
         help: "Close a connection idle this long before a request; a request\n\
-               head or body must also arrive within it.",
+               head or body must also arrive, and a response be taken, within it.",
     },
     Opt {
         name: "shutdown-delay",

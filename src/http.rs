@@ -29,8 +29,6 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEAD: usize = 32 * 1024;
 /// Largest body read and discarded to keep a connection alive; larger ones close it.
 pub const MAX_BODY_SKIP: u64 = 64 * 1024;
-/// How long one response write may block on a client that does not read.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// First size of a connection's read buffer: a prober's request is 100-300 bytes; the buffer
 /// grows to [`MAX_HEAD`] only for large heads.
 const INITIAL_BUFFER: usize = 1024;
@@ -348,7 +346,8 @@ struct Connection<'a> {
     /// Bytes read; `buf[..filled]` is valid, starting with the next request.
     buf: Vec<u8>,
     filled: usize,
-    /// How long to wait for a request head, or for a head or body to finish arriving.
+    /// How long to wait for a request head, for a head or body to finish arriving, and for
+    /// the client to take a response.
     idle: Duration,
     /// Whether the read timeout differs from `idle` and must be reset.
     timeout_changed: bool,
@@ -379,7 +378,7 @@ impl<'a> Connection<'a> {
         // Responses go out in one write each, so Nagle's algorithm could only delay them.
         let _ = self.stream.set_nodelay(true);
         if self.stream.set_read_timeout(Some(self.idle)).is_err()
-            || self.stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err()
+            || self.stream.set_write_timeout(Some(self.idle)).is_err()
         {
             return;
         }

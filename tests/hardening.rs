@@ -485,3 +485,32 @@ fn stopped_listener_refuses_half_closed_clients_gracefully() {
     c.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_response(&mut c, false).unwrap().status, 200);
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed_at_the_timeout() {
+    let port = serving_port();
+    let mut s = Server::start(&["--port", &port.to_string(), "--idle-timeout", "1"]);
+    let pid = s.child.id();
+    let baseline = proc_status(pid, "Threads:");
+    let c = s.connect();
+    let mut w = c.try_clone().unwrap();
+    // Far more pipelined requests than the socket buffers hold answers for, and no reads.
+    let writer = thread::spawn(move || {
+        let burst = b"GET / HTTP/1.1\r\n\r\n".repeat(1000);
+        for _ in 0..60 {
+            if w.write_all(&burst).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(eventually(|| proc_status(pid, "Threads:") > baseline));
+    // Blocked writing to us, the connection thread gives up after --idle-timeout (1 s).
+    assert!(
+        eventually(|| proc_status(pid, "Threads:") <= baseline),
+        "the connection thread is still there"
+    );
+    // The server has reset it by now.
+    let _ = c.shutdown(Shutdown::Both);
+    let _ = writer.join();
+    still_serves(&mut s);
+}

@@ -223,6 +223,19 @@ pub fn open_port() -> (TcpListener, u16) {
     (l, port)
 }
 
+/// A port whose listener accepts and closes every connection, for tests that make more
+/// connections than a never-accepting listener's backlog (128) holds.
+pub fn serving_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    port
+}
+
 /// A loopback port with nothing listening on it (bound, then closed).
 pub fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
