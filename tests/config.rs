@@ -35,34 +35,58 @@ fn starts_from_a_config_file_alone() {
 
 #[test]
 fn starts_from_environment_variables_alone() {
-    let dir = scratch();
     let (_a, a) = open_port();
     let (_b, b) = open_port();
-    let conf = write(&dir, "hc.conf", "script = false\n");
     let mut cmd = Command::new(BIN);
     cmd.env("HEALTH_CHECKER_LISTENER", "127.0.0.1:0")
         .env("HEALTH_CHECKER_PORT", format!("{a},{b}"))
-        .env("HEALTH_CHECKER_SCRIPT_TIMEOUT", "2")
-        .env("HEALTH_CHECKER_DEBUG", "true")
-        // The file names a failing script, but the environment does not replace it: both count.
-        .env("HEALTH_CHECKER_CONFIG", &conf);
+        .env("HEALTH_CHECKER_SCRIPT", "true\nsh -c 'exit 0'")
+        .env("HEALTH_CHECKER_SINGLEFLIGHT", "true")
+        .env("HEALTH_CHECKER_DEBUG", "true");
     let s = Server::start_cmd(cmd);
     let r = s.get("/");
-    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.body);
     assert!(
         r.body.contains(&format!("pass tcp 127.0.0.1:{a}"))
             && r.body.contains(&format!("pass tcp 127.0.0.1:{b}"))
     );
     assert!(
-        r.body.contains("fail script false: exited with status 1"),
+        r.body.contains("pass script true") && r.body.contains("pass script sh"),
         "{}",
         r.body
     );
+    assert!(s.logs().contains("(singleflight)"), "{}", s.logs());
     assert!(
         s.logs()
             .contains("ignoring environment variable HEALTH_CHECKER_DEBUG: it names no option"),
         "{}",
         s.logs()
+    );
+}
+
+#[test]
+fn the_environment_can_name_the_config_file_and_adds_to_it() {
+    let dir = scratch();
+    let (_l, p) = open_port();
+    let conf = write(&dir, "hc.conf", "script = false\nport = 1\n");
+    let mut cmd = Command::new(BIN);
+    cmd.env("HEALTH_CHECKER_LISTENER", "127.0.0.1:0")
+        .env("HEALTH_CHECKER_PORT", p.to_string())
+        .env("HEALTH_CHECKER_CONFIG", &conf);
+    let s = Server::start_cmd(cmd);
+    let r = s.get("/");
+    // The environment's port replaces the file's; the file's script stays.
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(
+        r.body.contains(&format!("pass tcp 127.0.0.1:{p}")),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("tcp 127.0.0.1:1 "), "{}", r.body);
+    assert!(
+        r.body.contains("fail script false: exited with status 1"),
+        "{}",
+        r.body
     );
 }
 
