@@ -13,6 +13,7 @@ mod limit;
 mod report;
 mod run;
 mod server;
+mod shutdown;
 mod state;
 mod sys;
 mod time;
@@ -22,7 +23,6 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{LevelFilter, error, info, warn};
@@ -33,12 +33,6 @@ use crate::cli::{Command, Config, UsageError};
 const EXIT_USAGE: u8 = 2;
 /// The listener (or a thread it needs) cannot be opened.
 const EXIT_LISTEN: u8 = 1;
-/// How long a shutdown waits for requests in flight before their scripts are killed.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// After killing the scripts of requests still in flight, how long those get to answer.
-const FINAL_ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
-/// Stack of the thread that waits for SIGTERM and SIGINT.
-const SIGNAL_STACK: usize = 64 * 1024;
 /// `--once` found a failing check.
 const EXIT_UNHEALTHY: u8 = 1;
 
@@ -196,47 +190,12 @@ fn serve(config: Config) -> Result<(), u8> {
     monitor.start_interval().map_err(|_| EXIT_LISTEN)?;
     let app = Arc::new(server::App::new(monitor));
     let server = http::Server::new(listener, config.max_connections, config.idle_timeout, app);
-    let stopper = server.stopper();
-    let delay = config.shutdown_delay;
-    thread::Builder::new()
-        .name("signals".into())
-        .stack_size(SIGNAL_STACK)
-        .spawn(move || {
-            let Some(sig) = sys::wait_termination(None) else {
-                return;
-            };
-            monitor.stop();
-            if delay.is_zero() {
-                info!("{sig}: shutting down");
-            } else {
-                info!(
-                    "{sig}: answering failure for {} before shutting down",
-                    check::seconds(delay)
-                );
-                if let Some(again) = sys::wait_termination(Some(delay)) {
-                    info!("{again} again: shutting down now");
-                }
-            }
-            stopper.stop();
-        })
-        .map_err(|e| {
-            error!("cannot start the signal thread: {e}");
-            EXIT_LISTEN
-        })?;
+    shutdown::watch(monitor, server.stopper(), config.shutdown_delay).map_err(|e| {
+        error!("cannot start the signal thread: {e}");
+        EXIT_LISTEN
+    })?;
     server.serve();
-    let busy = server.drain(DRAIN_TIMEOUT);
-    if busy > 0 {
-        info!(
-            "{busy} requests still in flight after {} s; ending them",
-            DRAIN_TIMEOUT.as_secs()
-        );
-    }
-    check::script::kill_all();
-    if busy > 0 {
-        // Their scripts are gone now: let those requests send their (failed) answers.
-        server.drain(FINAL_ANSWER_TIMEOUT);
-    }
-    info!("stopped");
+    shutdown::finish(&server);
     Ok(())
 }
 
