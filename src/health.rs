@@ -102,18 +102,19 @@ impl Monitor {
         match self.mode {
             Mode::Interval(_) => {}
             Mode::OnDemand { cache_ttl } => {
+                // Without a TTL nothing is ever fresh, and the lock is not worth taking.
                 let fresh = |t: &Tracked| match (cache_ttl, t.last_run_end) {
                     (Some(ttl), Some(end)) => end.elapsed() < ttl,
                     _ => false,
                 };
-                if fresh(&self.tracked()) {
+                if cache_ttl.is_some() && fresh(&self.tracked()) {
                     return;
                 }
                 match &self.gate {
                     // Checked again inside: a request that waited for the gate may find the
                     // run it wanted has just finished.
                     Some(gate) => gate.run(|| {
-                        if !fresh(&self.tracked()) {
+                        if cache_ttl.is_none() || !fresh(&self.tracked()) {
                             self.run_once();
                         }
                     }),

@@ -11,7 +11,7 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{error, info, warn};
+use log::{info, warn};
 
 use crate::check::Budget;
 use crate::check::script::run_program;
@@ -110,9 +110,6 @@ impl Hook {
                 c.previous.as_str(),
                 c.current.as_str()
             ),
-            Err(reason) if reason.starts_with("cannot run it") => {
-                error!("on-change {} failed: {reason}", self.script.program)
-            }
             Err(reason) => warn!(
                 "on-change {} failed: {reason}; {output}",
                 self.script.program

@@ -164,58 +164,39 @@ pub struct RequestCount {
 
 /// Appends the Prometheus text exposition (format 0.0.4) of the state and request counts.
 pub fn metrics(state: &State, requests: &[RequestCount], out: &mut String) {
-    family(
+    let up = |o: &Outcome| f64::from(u8::from(o.status == Status::Pass));
+    per_check(
         out,
+        state,
         "check_up",
         "gauge",
         "1 if the check's last result was a pass, 0 if a failure.",
+        |c| c.last.as_ref().map(up),
     );
-    for c in &state.checks {
-        if let Some(o) = &c.last {
-            sample(
-                out,
-                "check_up",
-                &c.name,
-                None,
-                u8::from(o.status == Status::Pass),
-            );
-        }
-    }
-    family(
+    per_check(
         out,
+        state,
         "check_duration_seconds",
         "gauge",
         "How long the check's last run took.",
+        |c| c.last.as_ref().map(|o| o.duration.as_secs_f64()),
     );
-    for c in &state.checks {
-        if let Some(o) = &c.last {
-            sample(
-                out,
-                "check_duration_seconds",
-                &c.name,
-                None,
-                o.duration.as_secs_f64(),
-            );
-        }
-    }
-    family(
+    per_check(
         out,
+        state,
         "check_passes_total",
         "counter",
         "Runs of the check that passed.",
+        |c| Some(c.passes as f64),
     );
-    for c in &state.checks {
-        sample(out, "check_passes_total", &c.name, None, c.passes);
-    }
-    family(
+    per_check(
         out,
+        state,
         "check_failures_total",
         "counter",
         "Runs of the check that failed.",
+        |c| Some(c.failures as f64),
     );
-    for c in &state.checks {
-        sample(out, "check_failures_total", &c.name, None, c.failures);
-    }
     family(
         out,
         "check_state",
@@ -274,6 +255,24 @@ pub fn metrics(state: &State, requests: &[RequestCount], out: &mut String) {
         "health_checker_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
+}
+
+/// One family with a sample per check that `value` has a value for (none before its first
+/// result, for the last-result families).
+fn per_check(
+    out: &mut String,
+    state: &State,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&CheckState) -> Option<f64>,
+) {
+    family(out, name, kind, help);
+    for c in &state.checks {
+        if let Some(v) = value(c) {
+            sample(out, name, &c.name, None, v);
+        }
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 
-use crate::check::{Check, Outcome, Status};
+use crate::check::{Check, DEADLINE, Outcome, Status};
 use crate::limit::Semaphore;
 
 /// Stack of a helper thread that runs one check at a time: a connect or a spawn, a few
@@ -89,7 +89,7 @@ impl Runner {
             Some(_) => self.run_all(deadline),
             None => {
                 let reason = match deadline {
-                    Some(d) if d <= wait_until => "deadline".to_string(),
+                    Some(d) if d <= wait_until => DEADLINE.to_string(),
                     _ => format!(
                         "busy: all {} check workers stayed in use",
                         self.workers.size()
@@ -457,6 +457,6 @@ mod tests {
             start.elapsed()
         );
         assert_eq!(outcomes[0].status, Status::Pass);
-        assert_eq!(outcomes[1].status, Status::Fail("deadline".into()));
+        assert_eq!(outcomes[1].status, Status::Fail(DEADLINE.into()));
     }
 }

@@ -72,6 +72,9 @@ impl Check {
     }
 }
 
+/// The reason of a check cut short by `--deadline`.
+pub const DEADLINE: &str = "deadline";
+
 /// When a check must end: its own timeout, or the overall deadline when that comes first.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -100,10 +103,15 @@ impl Budget {
         }
     }
 
-    /// The reason for running out of time: `deadline`, or `timed out after 5s`.
+    /// Whether `end` is the overall deadline rather than the check's own timeout.
+    pub fn overall(&self) -> bool {
+        self.overall
+    }
+
+    /// The reason for running out of time: [`DEADLINE`], or `timed out after 5s`.
     pub fn expired(&self) -> String {
         if self.overall {
-            "deadline".to_string()
+            DEADLINE.to_string()
         } else {
             format!("timed out after {}", seconds(self.timeout))
         }

@@ -95,9 +95,10 @@ impl ScriptCheck {
     /// arguments); the output of a failed run comes beside it, for the log.
     pub fn run(&self, budget: Budget) -> (Result<(), String>, Option<String>) {
         let Some(_slot) = self.slots.acquire(budget.end) else {
-            let reason = match budget.expired().as_str() {
-                "deadline" => "deadline".to_string(),
-                _ => format!("busy: {} scripts already running", self.slots.size()),
+            let reason = if budget.overall() {
+                budget.expired()
+            } else {
+                format!("busy: {} scripts already running", self.slots.size())
             };
             return (Err(reason), None);
         };
