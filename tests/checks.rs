@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::thread;
@@ -422,11 +421,7 @@ fn metrics_report_results_and_counts_without_running_checks() {
         ),
         1.0
     );
-    assert_eq!(
-        fs::read_to_string(&counter).unwrap().lines().count(),
-        2,
-        "/metrics ran a check"
-    );
+    assert_eq!(lines(&counter).len(), 2, "/metrics ran a check");
 }
 
 #[test]

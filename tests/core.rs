@@ -5,8 +5,6 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::sync::Barrier;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -231,14 +229,14 @@ fn checks_of_one_request_run_concurrently() {
 #[test]
 fn timed_out_script_leaves_no_children_and_answers_in_time() {
     let dir = scratch();
-    let pids = dir.join("pids");
+    let pid_file = dir.join("pids");
     // The grandchild holds the script's stdout open: the Go tool hangs on exactly this.
     let hang = script(
         &dir,
         "hang.sh",
         &format!(
             "sleep 60 & echo $! > {p}; echo $$ >> {p}; sleep 60",
-            p = pids.display()
+            p = pid_file.display()
         ),
     );
     let s = Server::start(&["--script", &hang, "--script-timeout", "1"]);
@@ -248,11 +246,7 @@ fn timed_out_script_leaves_no_children_and_answers_in_time() {
     assert_eq!(r.status, 504);
     assert!(r.body.contains("timed out after 1s"), "{}", r.body);
     assert!(took < Duration::from_secs(4), "answer took {took:?}");
-    let pids: Vec<u32> = fs::read_to_string(&pids)
-        .unwrap()
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
+    let pids = pids(&pid_file);
     assert_eq!(pids.len(), 2);
     for pid in pids {
         assert!(
@@ -319,18 +313,8 @@ fn count_runs(singleflight: bool) -> usize {
         args.push("--singleflight");
     }
     let s = Server::start(&args);
-    let barrier = Barrier::new(10);
-    thread::scope(|scope| {
-        for _ in 0..10 {
-            scope.spawn(|| {
-                let mut c = s.connect();
-                barrier.wait();
-                c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-                assert_eq!(read_response(&mut c, false).unwrap().status, 200);
-            });
-        }
-    });
-    fs::read_to_string(&counter).unwrap().lines().count()
+    assert_eq!(concurrent_gets(&s, 10), [200; 10]);
+    lines(&counter).len()
 }
 
 #[test]

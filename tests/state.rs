@@ -3,22 +3,11 @@
 
 mod common;
 
-use std::fs;
-use std::io::Write;
 use std::net::TcpListener;
-use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn lines(path: &std::path::Path) -> Vec<String> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
 
 #[test]
 fn thresholds_are_counted_over_requests() {
@@ -99,17 +88,7 @@ fn cache_ttl_runs_the_script_once_for_many_requests() {
         &format!("echo run >> {}; sleep 0.3", counter.display()),
     );
     let s = Server::start(&["--script", &sc, "--cache-ttl", "60"]);
-    let barrier = Barrier::new(8);
-    thread::scope(|scope| {
-        for _ in 0..8 {
-            scope.spawn(|| {
-                let mut c = s.connect();
-                barrier.wait();
-                c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-                assert_eq!(read_response(&mut c, false).unwrap().status, 200);
-            });
-        }
-    });
+    assert_eq!(concurrent_gets(&s, 8), [200; 8]);
     for _ in 0..5 {
         assert_eq!(s.get("/").status, 200);
     }

@@ -242,14 +242,51 @@ pub fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// A numeric field of /proc/PID/status (`VmHWM:`, `VmRSS:`, `Threads:`), 0 when unreadable.
+/// A numeric field of /proc/PID/status (`VmHWM:`, `VmRSS:`, `Threads:`). Panics when the
+/// process or field is gone, so that a bound checked against it cannot pass by default.
 pub fn proc_status(pid: u32, field: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {field} for process {pid}"))
+}
+
+/// The lines of a file a script writes to (none while it does not exist).
+pub fn lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The process ids a script wrote to `path`, one per line.
+pub fn pids(path: &Path) -> Vec<u32> {
+    lines(path)
+        .iter()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Sends `GET /` on `n` connections at once (all connected first, then released together)
+/// and returns each status.
+pub fn concurrent_gets(s: &Server, n: usize) -> Vec<u16> {
+    let barrier = std::sync::Barrier::new(n);
+    thread::scope(|scope| {
+        let clients: Vec<_> = (0..n)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut c = s.connect();
+                    barrier.wait();
+                    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                    read_response(&mut c, false).expect("a response").status
+                })
+            })
+            .collect();
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    })
 }
 
 /// Whether a process is gone or a zombie waiting for its reaper.
